@@ -67,3 +67,10 @@ class ResourceError(WaveSearchError):
 
 class TrialFailure(WaveSearchError):
     """Raised inside a trial to end it as FAIL with a recorded, human-readable reason."""
+
+
+class MemoryEstimateError(WaveSearchError):
+    """A memory prediction or measurement could not be made (estimator crashed or timed out)."""
+
+
+__all__ += ["MemoryEstimateError"]

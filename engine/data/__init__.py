@@ -1,14 +1,19 @@
 """Data sets. Importing this package registers every loader."""
 
-from engine.data import builtin  # noqa: F401  (registers digits, synthetic)
-from engine.data.base import DATASETS, DataBundle, DataRequest, register_dataset
+from engine.data import builtin, cifar, imagefolder  # noqa: F401  (register the loaders)
+from engine.data.base import DATASETS, DataBundle, DataRequest, make_bundle, register_dataset
 from engine.errors import DataError
 
-__all__ = ["DATASETS", "DataBundle", "DataRequest", "load_data", "register_dataset"]
+__all__ = ["DATASETS", "DataBundle", "DataRequest", "load_data", "make_bundle", "register_dataset"]
 
 
 def load_data(request: DataRequest) -> DataBundle:
-    """Load (decode or read from cache) the data set a request names."""
+    """Load (decode or read from cache) the data set a request names.
+
+    Raises:
+        ConfigError: the data set name is not registered.
+        DataError: the source is missing or corrupt, or a split comes out empty.
+    """
     loader = DATASETS.get(request.dataset)
     bundle = loader(request)
     if len(bundle.train_x) == 0 or len(bundle.val_x) == 0:

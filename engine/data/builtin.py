@@ -30,5 +30,5 @@ def load_synthetic(request: DataRequest) -> DataBundle:
     x = rng.integers(0, 96, size=(n, 3, 16, 16), dtype=np.int64)
     for k in range(classes):
         x[y == k, :, 4 * k : 4 * k + 4, :] += 150
-    return make_bundle(np.clip(x, 0, 255).astype(np.uint8), y, tuple(f"class{k}" for k in range(classes)),
-                       request, source="synthetic")
+    names = tuple(f"class{k}" for k in range(classes))
+    return make_bundle(np.clip(x, 0, 255).astype(np.uint8), y, names, request, source="synthetic")

@@ -1,6 +1,6 @@
 """Model families. Importing this package registers every family and preset."""
 
-from engine.models import wavemix  # noqa: F401  (registers the family)
+from engine.models import baselines, cxv, wavemix  # noqa: F401  (register families)
 from engine.models.base import (
     DATA_FIELDS,
     FAMILIES,

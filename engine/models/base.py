@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch.nn as nn
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.errors import ConfigError
 from engine.registry import Registry
@@ -49,11 +49,15 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    in_channels: int = 3
-    num_classes: int = 10
+    # How to fix a broken field rule, appended to the error message by :func:`make_config`
+    # (pydantic's own text for ``multiple_of``/``le`` says what is wrong, not what to do).
+    fix_hints: ClassVar[dict[str, str]] = {}
+
+    in_channels: int = Field(3, ge=1, description="input channels (set from the data)")
+    num_classes: int = Field(10, ge=1, description="classes (set from the data)")
     # Input height = width in pixels, when known; lets the config reject sizes that the
     # architecture cannot process (e.g. not divisible by 2**level) before any tensor exists.
-    image_size: int | None = None
+    image_size: int | None = Field(None, ge=1)
 
 
 @dataclass(frozen=True)
@@ -113,8 +117,12 @@ def make_config(family: str, **config: Any) -> ModelConfig:
     try:
         return fam.config_cls(**config)
     except ValidationError as e:
+        hints = fam.config_cls.fix_hints
+        broken = [str(err["loc"][0]) for err in e.errors() if err["loc"]]
+        fixes = [f"{name}: {hints[name]}" for name in dict.fromkeys(broken) if name in hints]
+        fix_txt = f" (fix: {'; '.join(fixes)})" if fixes else ""
         raise ConfigError(
-            f"invalid {family} configuration: {format_validation_error(e, family)}"
+            f"invalid {family} configuration: {format_validation_error(e, family)}{fix_txt}"
         ) from None
 
 

@@ -1,0 +1,1 @@
+"""The WaveSearch Streamlit app (``engine app``). Pages read studies only through ``storage``."""

@@ -1,0 +1,200 @@
+"""``engine search``: the driver that runs a spec's trials on Ray Tune into an Optuna study."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from engine.data import DataBundle, load_data
+from engine.errors import ResourceError, StorageError
+from engine.spec import SearchSpec, spec_hash
+from engine.space import SearchSpace
+from storage import load_study, open_storage, redact, schema
+
+__all__ = ["SearchOutcome", "prepare_study", "run_search"]
+
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+_INTERRUPTED = "interrupted: the search stopped while this trial was running; re-queued"
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """What a finished ``run_search`` leaves behind."""
+
+    study_name: str
+    storage_url: str
+    n_new: int
+    seconds: float
+    pareto: list[int]
+
+
+def _make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
+    # Constraints reach TPE and NSGA-II through Trial.set_constraint (see engine.bridge).
+    s = spec.search
+    if s.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=s.seed)
+    if s.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=s.seed, population_size=max(4, min(50, s.n_trials // 2)))
+    return optuna.samplers.TPESampler(seed=s.seed, multivariate=True,
+                                      n_startup_trials=max(2, min(10, s.n_trials // 3)))
+
+
+def prepare_study(spec: SearchSpec, url: str, data: DataBundle) -> optuna.Study:
+    """Create the study, or reopen it for a resume after checking it is the same search.
+
+    Trials a crash left RUNNING are failed and their parameters re-queued.
+    """
+    storage = open_storage(url)
+    name = spec.study.name
+    h = spec_hash(spec)
+    try:
+        existing = load_study(url, name)
+    except StorageError:
+        existing = None
+    if existing is not None:
+        old = existing.user_attrs.get(schema.STUDY_SPEC_HASH)
+        if old != h:
+            raise StorageError(
+                f"study {name!r} in {redact(url)} was begun with a different search space "
+                f"(spec hash {old} != {h}); to start a new study, change study.name in the spec "
+                "(or pass --study NEW_NAME); to continue the old one, restore its spec")
+    study = optuna.create_study(study_name=name, storage=storage, sampler=_make_sampler(spec),
+                                directions=spec.directions, load_if_exists=True)
+    if existing is None:
+        study.set_user_attr(schema.STUDY_SPEC_HASH, h)
+        study.set_user_attr(schema.STUDY_SPEC, spec.model_dump(mode="json"))
+        study.set_user_attr(schema.STUDY_OBJECTIVES, spec.objective_names)
+        study.set_user_attr(schema.STUDY_CONSTRAINTS, spec.constraints.model_dump())
+        study.set_user_attr(schema.STUDY_DATA, {
+            "dataset": spec.data.dataset, "in_channels": data.in_channels,
+            "image_size": data.image_size, "num_classes": data.num_classes,
+            "classes": list(data.classes), "mean": list(data.mean), "std": list(data.std)})
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        if t.state == TrialState.RUNNING:
+            storage.set_trial_user_attr(t._trial_id, schema.TRIAL_FAIL_REASON, _INTERRUPTED)
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            study.enqueue_trial(t.params, skip_if_exists=False)
+    return study
+
+
+def _finished_count(study: optuna.Study) -> int:
+    return sum(1 for t in study.get_trials(deepcopy=False, states=_FINISHED)
+               if t.user_attrs.get(schema.TRIAL_FAIL_REASON) != _INTERRUPTED)
+
+
+def _init_ray(spec: SearchSpec, data: DataBundle, address: str | None) -> bool:
+    """Start (or join) Ray; returns True when this process started it."""
+    import ray
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_RESULT_BUFFER_LENGTH", "1")
+    if ray.is_initialized():
+        return False
+    data_bytes = data.train_x.nbytes + data.val_x.nbytes
+    if address:
+        ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+        return True
+    ray.init(address="local", num_cpus=max(1, os.cpu_count() or 1), include_dashboard=False,
+             log_to_driver=False, logging_level="WARNING",
+             object_store_memory=max(128 * 2**20, 4 * data_bytes))
+    return True
+
+
+def _check_resources(spec: SearchSpec) -> None:
+    import ray
+
+    have = ray.cluster_resources()
+    r = spec.resources
+    if r.gpus > have.get("GPU", 0.0):
+        raise ResourceError(
+            f"resources.gpus = {r.gpus} per trial, but the Ray cluster has "
+            f"{have.get('GPU', 0.0):g} GPUs, so the trial would wait forever; set resources.gpus: 0 "
+            "or add a GPU node")
+    if r.cpus > have.get("CPU", 0.0):
+        raise ResourceError(
+            f"resources.cpus = {r.cpus} per trial, but the Ray cluster has {have.get('CPU', 0.0):g} "
+            "CPUs; lower resources.cpus")
+
+
+def run_search(spec: SearchSpec, *, storage_url: str | None = None, n_trials: int | None = None,
+               ray_address: str | None = None,
+               progress: Callable[[str], None] = print) -> SearchOutcome:
+    """Run (or resume) the search a spec describes.
+
+    Args:
+        spec: A validated spec (see :func:`engine.load_spec`).
+        storage_url: Overrides ``study.storage``.
+        n_trials: Overrides ``search.n_trials`` (the total, counting finished trials).
+        ray_address: Join an existing Ray cluster instead of starting a local one.
+        progress: Receives one line per event (trial started, epoch, outcome).
+    """
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
+
+    from engine.bridge import ErrorRecorder, OptunaBridge
+    from engine.worker import TrialContext, run_trial
+
+    t0 = time.perf_counter()
+    url = storage_url or spec.study.storage
+    open_storage(url)  # fail fast on a bad URL, before data or Ray
+    s = spec.data
+    data = load_data(s.request())
+    progress(f"data: {s.dataset} train={len(data.train_y)} val={len(data.val_y)} "
+             f"{data.in_channels}x{data.image_size}x{data.image_size}, {data.num_classes} classes")
+    study = prepare_study(spec, url, data)
+    total = n_trials or spec.search.n_trials
+    todo = total - _finished_count(study)
+    progress(f"study {spec.study.name!r} in {redact(url)}: {_finished_count(study)} finished, "
+             f"{max(0, todo)} to run")
+    if todo <= 0:
+        return SearchOutcome(spec.study.name, url, 0, time.perf_counter() - t0, _pareto(study))
+
+    started = _init_ray(spec, data, ray_address)
+    run_dir = tempfile.mkdtemp(prefix="wavesearch-tune-")
+    try:
+        _check_resources(spec)
+        bridge = OptunaBridge(study, SearchSpace(spec), spec.objective_names, n_trials=todo,
+                              epochs=spec.train.epochs, progress=progress)
+        ctx = TrialContext(storage_url=url, study_name=spec.study.name, cpus=spec.resources.cpus,
+                           gpus=spec.resources.gpus, gpu_ram_mb=spec.constraints.gpu_ram_mb,
+                           max_params=spec.constraints.max_params)
+        if spec.search.scheduler == "asha":
+            scheduler = ASHAScheduler(time_attr="epoch", max_t=spec.train.epochs,
+                                      grace_period=min(spec.search.asha.grace_period, spec.train.epochs),
+                                      reduction_factor=spec.search.asha.reduction_factor)
+        else:
+            scheduler = FIFOScheduler()
+        trainable = tune.with_resources(
+            tune.with_parameters(run_trial, data=data, ctx=ctx),
+            {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=ConcurrencyLimiter(bridge, max_concurrent=spec.search.max_concurrent),
+                scheduler=scheduler, num_samples=todo, metric="val_accuracy", mode="max"),
+            run_config=tune.RunConfig(name="wavesearch", storage_path=run_dir, verbose=0,
+                                      callbacks=[ErrorRecorder(bridge)],
+                                      failure_config=tune.FailureConfig(max_failures=0)),
+        )
+        tuner.fit()
+        bridge.sweep("worker lost: the trial ended without a final report")
+    finally:
+        if started:
+            ray.shutdown()
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return SearchOutcome(spec.study.name, url, todo, time.perf_counter() - t0, _pareto(study))
+
+
+def _pareto(study: optuna.Study) -> list[int]:
+    from storage import pareto_numbers
+
+    return sorted(pareto_numbers(study))

@@ -1,0 +1,185 @@
+"""The Ray Tune trainable: the thin adapter between Ray and the plain training function.
+
+It builds the candidate, checks it against the caps before training, trains it while
+reporting every epoch to Tune, and on the last epoch uploads the weights to the study's
+artifact store (reachable by URL from any machine). Failures are reported as results with a
+reason, never raised, so the driver records them and the study goes on.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import platform
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from engine.data import DataBundle
+from engine.errors import TrialFailure, WaveSearchError
+from engine.space import TrialConfig
+from engine.train import EpochReport, train_model
+
+__all__ = ["TrialContext", "constraint_violations", "run_trial", "serialize_weights"]
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of a search shares (picklable, sent once through the object store)."""
+
+    storage_url: str
+    study_name: str
+    cpus: float = 1.0
+    gpus: float = 0.0
+    gpu_ram_mb: float | None = None
+    max_params: int | None = None
+
+
+def constraint_violations(ctx: TrialContext, peak_mb: float, params: int) -> dict[str, float]:
+    """One value per configured cap, by name; <= 0 means satisfied (Optuna's convention)."""
+    out = {}
+    if ctx.gpu_ram_mb is not None:
+        out["gpu_ram_mb"] = peak_mb - ctx.gpu_ram_mb
+    if ctx.max_params is not None:
+        out["max_params"] = float(params - ctx.max_params)
+    return out
+
+
+def serialize_weights(model: torch.nn.Module) -> bytes:
+    """The model's state_dict as bytes that ``torch.load(weights_only=True)`` reads safely."""
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, buf)
+    return buf.getvalue()
+
+
+def _upload_weights(ctx: TrialContext, optuna_trial_id: int, blob: bytes) -> str:
+    import optuna
+
+    from storage import SQLArtifactStore, open_storage
+
+    storage = open_storage(ctx.storage_url)
+    trial = storage.get_trial(optuna_trial_id)
+    store = SQLArtifactStore(ctx.storage_url)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, f"trial-{trial.number}-weights.pt")
+        with open(path, "wb") as f:
+            f.write(blob)
+        try:
+            return optuna.artifacts.upload_artifact(
+                artifact_store=store, file_path=path, study_or_trial=trial, storage=storage,
+                mimetype="application/octet-stream")
+        finally:
+            store.dispose()
+
+
+def _predict_memory(cfg: TrialConfig, model_kwargs: dict[str, Any], data: DataBundle) -> tuple[float, str]:
+    """Peak training memory in MiB before training, and how it was obtained."""
+    from engine.memory import predict_training_peak
+
+    est = predict_training_peak(
+        cfg.family, cfg.model, batch_size=cfg.train.batch_size, in_channels=data.in_channels,
+        image_size=data.image_size, num_classes=data.num_classes,
+        optimizer=cfg.train.optimizer, amp=None if cfg.train.amp == "none" else cfg.train.amp)
+    return est.peak_mb, est.method
+
+
+def run_trial(config: dict[str, Any], data: DataBundle, ctx: TrialContext) -> None:
+    """Ray Tune function trainable. ``config`` holds ``trial`` (a TrialConfig dict) and ids."""
+    from ray import tune
+
+    t0 = time.perf_counter()
+    cfg = TrialConfig.from_dict(config["trial"])
+    optuna_trial_id = int(config["optuna_trial_id"])
+    use_cuda = ctx.gpus > 0 and torch.cuda.is_available()
+    device = "cuda" if use_cuda else "cpu"
+    torch.set_num_threads(max(1, int(ctx.cpus)))
+    torch.manual_seed(cfg.train.seed)  # the same config rebuilds the same initial weights
+    # Tune checks that every result carries the search metric; NaN marks "not measured".
+    base = {"device": device, "host": platform.node(), "val_accuracy": float("nan")}
+    last_epoch = 0
+    try:
+        from engine.models import create_model
+
+        model = create_model(cfg.family, **cfg.model, in_channels=data.in_channels,
+                             num_classes=data.num_classes, image_size=data.image_size)
+        params = sum(p.numel() for p in model.parameters())
+        peak_mb, method = _predict_memory(cfg, cfg.model, data)
+        base.update(param_count=params, peak_memory_mb=peak_mb, memory_method=method)
+        violations = constraint_violations(ctx, peak_mb, params)
+        if any(v > 0 for v in violations.values()):
+            reasons = []
+            if ctx.gpu_ram_mb is not None and peak_mb > ctx.gpu_ram_mb:
+                reasons.append(f"predicted {peak_mb:.0f} MB > cap {ctx.gpu_ram_mb:.0f} MB")
+            if ctx.max_params is not None and params > ctx.max_params:
+                reasons.append(f"{params:,} parameters > max_params {ctx.max_params:,}")
+            tune.report({**base, "epoch": 0, "infeasible": True, "state_reason": "; ".join(reasons),
+                         "constraint_violations": violations, "wall_time_s": time.perf_counter() - t0})
+            return
+        if use_cuda:
+            torch.cuda.reset_peak_memory_stats()
+
+        def on_epoch(r: EpochReport) -> None:
+            nonlocal last_epoch
+            last_epoch = r.epoch
+            metrics = {**base, "epoch": r.epoch, "val_accuracy": r.val_accuracy,
+                       "train_loss": r.train_loss, "phase": r.optimizer, "epoch_s": r.seconds}
+            if r.epoch == cfg.train.epochs:  # last epoch: everything the trial leaves behind
+                metrics.update(_final_metrics(ctx, model, optuna_trial_id, use_cuda, base, t0,
+                                              (data.in_channels, data.image_size)))
+            tune.report(metrics)
+
+        train_model(model, data, cfg.train, device=device, on_epoch=on_epoch,
+                    augment=_augmenter(cfg))
+    except TrialFailure as e:
+        tune.report({**base, "epoch": last_epoch, "failed": True, "fail_reason": str(e)})
+    except torch.OutOfMemoryError as e:
+        tune.report({**base, "epoch": last_epoch, "infeasible": True,
+                     "state_reason": f"out of memory while training on {device}: "
+                                     f"{str(e).splitlines()[0]}",
+                     "constraint_violations": {"gpu_ram_mb": 1.0}})
+    except WaveSearchError as e:
+        tune.report({**base, "epoch": last_epoch, "failed": True, "fail_reason": str(e)})
+    except Exception as e:  # recorded, not raised: the study must go on (STYLE rule 8)
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        tune.report({**base, "epoch": last_epoch, "failed": True,
+                     "fail_reason": f"{type(e).__name__}: {e} (at {os.path.basename(where.filename)}:"
+                                    f"{where.lineno})"})
+
+
+def _augmenter(cfg: TrialConfig):
+    """The batch augmentation of a trial, or None when every option is off."""
+    from engine.augment import AugmentConfig, BatchAugment
+
+    aug = AugmentConfig(**cfg.train.augment)
+    if not (aug.crop_padding or aug.flip or aug.cutout):
+        return None
+    return BatchAugment(aug)
+
+
+def probe_logits(model: torch.nn.Module, in_channels: int, image_size: int) -> list[list[float]]:
+    """Logits of ``model`` (eval mode) on the fixed probe input that its checkpoint carries."""
+    from engine.export import probe_input
+
+    device = next(iter(model.parameters())).device
+    with torch.no_grad():
+        return model.eval()(probe_input(in_channels, image_size).to(device)).float().cpu().tolist()
+
+
+def _final_metrics(ctx: TrialContext, model: torch.nn.Module, optuna_trial_id: int,
+                   use_cuda: bool, base: dict[str, Any], t0: float,
+                   probe_shape: tuple[int, int]) -> dict[str, Any]:
+    out: dict[str, Any] = {"completed": True}  # ("done" is reserved by Tune)
+    peak_mb = base["peak_memory_mb"]
+    if use_cuda:
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+        out.update(peak_memory_mb=peak_mb, memory_method="measured",
+                   peak_reserved_mb=torch.cuda.max_memory_reserved() / 2**20)
+    out["constraint_violations"] = constraint_violations(ctx, peak_mb, base["param_count"])
+    out["weights_artifact_id"] = _upload_weights(ctx, optuna_trial_id, serialize_weights(model))
+    out["probe_logits"] = probe_logits(model, *probe_shape)
+    out["wall_time_s"] = time.perf_counter() - t0
+    return out

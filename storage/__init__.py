@@ -1,0 +1,23 @@
+"""Study storage: Optuna RDB storages by URL, an SQL artifact store, and read-only views.
+
+This package imports neither torch nor ray: the app reads studies through it alone.
+"""
+
+from storage.artifacts import SQLArtifactStore
+from storage.backend import StudySummary, list_studies, load_study, normalize_url, open_storage, redact
+from storage.views import TrialRow, best_accuracy_trial, is_feasible, pareto_numbers, trial_rows
+
+__all__ = [
+    "SQLArtifactStore",
+    "StudySummary",
+    "TrialRow",
+    "best_accuracy_trial",
+    "is_feasible",
+    "list_studies",
+    "load_study",
+    "normalize_url",
+    "open_storage",
+    "pareto_numbers",
+    "redact",
+    "trial_rows",
+]

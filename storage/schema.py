@@ -1,0 +1,66 @@
+"""Names of the attributes WaveSearch writes on Optuna studies and trials.
+
+Writers (the engine) and readers (the app, export) both use these constants, so the two
+sides cannot drift apart. Values are JSON-serialisable.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "METRICS",
+    "STUDY_CONSTRAINTS",
+    "STUDY_DATA",
+    "STUDY_OBJECTIVES",
+    "STUDY_SPEC",
+    "STUDY_SPEC_HASH",
+    "TRIAL_CONFIG",
+    "TRIAL_CONSTRAINT_VIOLATIONS",
+    "TRIAL_CURVE",
+    "TRIAL_DEVICE",
+    "TRIAL_EPOCHS_RUN",
+    "TRIAL_FAIL_REASON",
+    "TRIAL_MEMORY_METHOD",
+    "TRIAL_PARAM_COUNT",
+    "TRIAL_PROBE_LOGITS",
+    "TRIAL_PEAK_MEMORY_MB",
+    "TRIAL_STATE_REASON",
+    "TRIAL_SWITCHED_AT",
+    "TRIAL_TUNE_ID",
+    "TRIAL_TRAINED",
+    "TRIAL_VAL_ACCURACY",
+    "TRIAL_WALL_TIME_S",
+    "TRIAL_WEIGHTS",
+    "TRIAL_DATA",
+]
+
+# Metrics a spec may use as objectives (the spec's Literal is checked against this in tests).
+METRICS = ("val_accuracy", "peak_memory_mb", "param_count")
+
+# Study user attributes.
+STUDY_OBJECTIVES = "objectives"  # list[str], metric name of each objective, in order
+STUDY_SPEC = "spec"  # the validated spec as JSON
+STUDY_SPEC_HASH = "spec_hash"  # engine.spec.spec_hash of the spec that began the study
+STUDY_CONSTRAINTS = "constraints"  # {"gpu_ram_mb": float|None, "max_params": int|None}
+STUDY_DATA = "data"  # {"in_channels", "image_size", "num_classes", "classes", "mean", "std"}
+
+# Trial user attributes.
+TRIAL_CONFIG = "config"  # TrialConfig.to_dict(): family, model kwargs, train settings
+TRIAL_DATA = "data_fields"  # in_channels / num_classes / image_size the model was built with
+TRIAL_VAL_ACCURACY = "val_accuracy"
+TRIAL_CURVE = "val_curve"  # list[float], validation accuracy after each epoch
+TRIAL_PARAM_COUNT = "param_count"
+TRIAL_PEAK_MEMORY_MB = "peak_memory_mb"
+TRIAL_MEMORY_METHOD = "memory_method"  # "predicted" | "measured"
+TRIAL_WALL_TIME_S = "wall_time_s"
+TRIAL_EPOCHS_RUN = "epochs_run"
+TRIAL_SWITCHED_AT = "switched_at"  # first epoch trained with SGD (DualOpT), or None
+TRIAL_DEVICE = "device"
+TRIAL_TRAINED = "trained"  # False for candidates rejected before training (over a cap)
+TRIAL_FAIL_REASON = "fail_reason"
+TRIAL_STATE_REASON = "state_reason"  # why a trial was pruned or is infeasible
+TRIAL_CONSTRAINT_VIOLATIONS = "constraint_violations"  # list[float], <= 0 means satisfied
+TRIAL_WEIGHTS = "weights_artifact_id"
+TRIAL_TUNE_ID = "tune_trial_id"
+# Logits of the trained model on a fixed probe input (see engine.export.probe_input), so an
+# exported checkpoint can prove it rebuilds exactly the model the trial trained.
+TRIAL_PROBE_LOGITS = "probe_logits"

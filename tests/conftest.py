@@ -1,0 +1,60 @@
+"""Shared fixtures: one local Ray for the whole session, small specs, temporary storages."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # 2-core CI: trials and tests must not oversubscribe
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray shared by every test that runs a search; shut down (its processes stopped) at the end."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level="WARNING", object_store_memory=128 * 2**20)
+    yield ray
+    ray.shutdown()
+
+
+def tiny_spec_dict(name: str = "tiny", **overrides) -> dict:
+    """A digits search small enough for a test: tiny WaveMix models, a few epochs."""
+    spec = {
+        "study": {"name": name},
+        "data": {"dataset": "digits", "train_size": 600, "val_size": 120, "val_fraction": 0.25},
+        "model": {"wavemix": {
+            "final_dim": {"type": "int", "low": 8, "high": 16, "step": 8},
+            "depth": {"type": "int", "low": 1, "high": 2},
+            "level": 1,
+            "dropout": {"type": "float", "low": 0.0, "high": 0.2},
+        }},
+        "train": {"epochs": 3, "batch_size": 32, "optimizer": "dualopt",
+                  "switch_epoch": {"type": "int", "low": 1, "high": 2}, "lr": 0.01, "sgd_lr": 0.01},
+        "objectives": [{"metric": "val_accuracy", "direction": "maximize"},
+                       {"metric": "peak_memory_mb", "direction": "minimize"}],
+        "constraints": {"gpu_ram_mb": 512},
+        "search": {"sampler": "tpe", "n_trials": 4, "max_concurrent": 2, "seed": 0},
+        "resources": {"cpus": 1, "gpus": 0},
+    }
+    for section, value in overrides.items():
+        if isinstance(value, dict) and isinstance(spec.get(section), dict):
+            spec[section] = {**spec[section], **value}
+        else:
+            spec[section] = value
+    return spec
+
+
+def write_spec(path: Path, spec: dict) -> Path:
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'study.db'}"

@@ -1,0 +1,161 @@
+"""Spec validation at the edge: good specs pass, every kind of bad input names its key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from engine.cli import main
+from engine.errors import SpecError
+from engine.spec import SearchSpec, load_spec
+from tests.conftest import ROOT, tiny_spec_dict, write_spec
+
+
+@pytest.mark.parametrize("name", ["quickstart.yaml", "wavemix_cifar.yaml"])
+def test_shipped_specs_validate(name, capsys):
+    assert main(["validate", str(ROOT / "search_spaces" / name)]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def test_quickstart_meets_its_promise():
+    spec = load_spec(ROOT / "search_spaces" / "quickstart.yaml")
+    searched = [k for k, v in spec.model["wavemix"].items() if isinstance(v, dict) or hasattr(v, "type")]
+    searched += ["switch_epoch"] if not isinstance(spec.train.switch_epoch, int) else []
+    assert spec.search.n_trials >= 8
+    assert len(searched) >= 4
+    assert spec.objective_names == ["val_accuracy", "peak_memory_mb"]
+    assert spec.study.storage.startswith("sqlite:///")
+
+
+def _mutate(spec: dict, path: str, value) -> dict:
+    node = spec
+    keys = path.split(".")
+    for k in keys[:-1]:
+        node = node[k]
+    node[keys[-1]] = value
+    return spec
+
+
+# (case id, key path to set, value, key path expected in the message, words expected)
+BAD = [
+    ("unknown-top-key", "extras", 1, "extras", "unknown key"),
+    ("unknown-model-param", "model.wavemix.fnal_dim", 64, "model.wavemix.fnal_dim", "final_dim"),
+    ("wrong-type", "train.epochs", "ten", "train.epochs", "integer"),
+    ("low-gt-high", "model.wavemix.depth", {"type": "int", "low": 5, "high": 2},
+     "model.wavemix.depth", "low (5) must be <= high (2)"),
+    ("level-below-1", "model.wavemix.level", 0, "model.wavemix.level", "greater than or equal to 1"),
+    ("level-above-max", "model.wavemix.level", 9, "model.wavemix.level", "less than or equal to"),
+    ("final-dim-not-div4", "model.wavemix.final_dim", 30, "model.wavemix.final_dim", "multiple of 4"),
+    ("final-dim-step-not-div4", "model.wavemix.final_dim", {"type": "int", "low": 8, "high": 32, "step": 6},
+     "model.wavemix.final_dim", "multiple of 4"),
+    ("unknown-objective", "objectives", [{"metric": "val_acc", "direction": "maximize"}],
+     "objectives.0.metric", "val_accuracy"),
+    ("duplicate-objective", "objectives", [{"metric": "param_count", "direction": "minimize"}] * 2,
+     "objectives", "listed twice"),
+    ("unknown-family", "model", {"wavemixx": {"depth": 2}}, "model.wavemixx", "allowed"),
+    ("unknown-dataset", "data.dataset", "mnist-nope", "data.dataset", "allowed"),
+    ("unknown-sampler", "search.sampler", "cmaes", "search.sampler", "'tpe'"),
+    ("negative-lr", "train.lr", -0.1, "train.lr", "float > 0"),
+    ("float-range-for-int", "model.wavemix.depth", {"type": "float", "low": 1, "high": 3},
+     "model.wavemix.depth", "type: int"),
+    ("data-field-in-spec", "model.wavemix.in_channels", 3, "model.wavemix.in_channels", "data set"),
+    ("bad-categorical-choice", "model.wavemix.wavelet", {"type": "categorical", "choices": ["haar", "nope"]},
+     "model.wavemix.wavelet", "nope"),
+    ("missing-section", "search", None, "search", "required"),
+    ("unknown-distribution-type", "model.wavemix.dropout", {"type": "gauss", "low": 0, "high": 1},
+     "model.wavemix.dropout", "gauss"),
+]
+
+
+@pytest.mark.parametrize("case,path,value,key,words", BAD, ids=[b[0] for b in BAD])
+def test_bad_spec_names_key_and_exits_2(tmp_path, capsys, case, path, value, key, words):
+    spec = tiny_spec_dict()
+    if value is None:
+        del spec[path]
+    else:
+        _mutate(spec, path, value)
+    f = write_spec(tmp_path / "bad.yaml", spec)
+    assert main(["validate", str(f)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, "one line"
+    assert str(f) in err
+    assert f": {key}:" in err, err
+    assert words in err, err
+
+
+def test_invalid_yaml_names_line(tmp_path, capsys):
+    f = tmp_path / "broken.yaml"
+    f.write_text("study:\n  name: x\n  storage: [unclosed\n")
+    assert main(["validate", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "invalid YAML" in err and "line" in err and str(f) in err
+
+
+def test_unreadable_file(tmp_path, capsys):
+    missing = tmp_path / "nope.yaml"
+    assert main(["validate", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "cannot read" in err
+
+
+def test_empty_and_non_mapping_files(tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(SpecError, match="empty"):
+        load_spec(empty)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(SpecError, match="mapping"):
+        load_spec(listy)
+
+
+def test_bad_spec_writes_nothing_to_storage(tmp_path):
+    """The real console script: exit code 2, one line, and no database file created."""
+    spec = _mutate(tiny_spec_dict(), "model.wavemix.level", 9)
+    f = write_spec(tmp_path / "bad.yaml", spec)
+    db = tmp_path / "never.db"
+    proc = subprocess.run([sys.executable, "-m", "engine.cli", "search", str(f), "--storage",
+                           f"sqlite:///{db}"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    assert "model.wavemix.level" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not db.exists()
+
+
+def test_spec_is_frozen_and_typo_proof():
+    spec = SearchSpec.model_validate(tiny_spec_dict())
+    with pytest.raises(Exception):
+        spec.search.n_trials = 3  # type: ignore[misc]
+
+
+def test_metric_names_agree_with_storage_schema():
+    from typing import get_args
+
+    from engine.spec import Metric
+    from storage.schema import METRICS
+
+    assert set(get_args(Metric)) == set(METRICS)
+
+
+def test_allowed_family_names_agree_with_registry(tmp_path):
+    from engine.models import FAMILIES
+
+    for family in FAMILIES.names():
+        spec = tiny_spec_dict(model={family: {}})
+        load_spec(write_spec(tmp_path / f"{family}.yaml", spec))  # every registered family is accepted
+    spec = tiny_spec_dict(model={"not-a-family": {}})
+    with pytest.raises(SpecError) as e:
+        load_spec(write_spec(tmp_path / "x.yaml", spec))
+    for family in FAMILIES.names():
+        assert family in str(e.value)
+
+
+def test_yaml_roundtrip_of_quickstart_is_stable():
+    raw = yaml.safe_load((ROOT / "search_spaces" / "quickstart.yaml").read_text())
+    a = SearchSpec.model_validate(raw)
+    b = SearchSpec.model_validate(a.model_dump(mode="json"))
+    assert a == b
