@@ -109,12 +109,20 @@ def _cmd_app(args: argparse.Namespace) -> int:
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
-    from storage import normalize_url
+    from optuna_dashboard import run_server
+
+    from storage import SQLArtifactStore, normalize_url, open_storage
 
     url = normalize_url(args.storage)
+    storage = open_storage(url)
     print(f"optuna-dashboard on http://127.0.0.1:{args.port} (storage {url})", flush=True)
-    return _run_child([sys.executable, "-m", "optuna_dashboard", url, "--host", "127.0.0.1",
-                       "--port", str(args.port)])
+    try:
+        # The trials' weights are artifacts in the same database: the dashboard lists them too.
+        run_server(storage, host="127.0.0.1", port=args.port,
+                   artifact_store=SQLArtifactStore(url))
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -72,9 +72,11 @@ def _num(v: Any) -> float | None:
 def trial_rows(study: optuna.Study) -> list[TrialRow]:
     """Every trial of ``study`` as a :class:`TrialRow`, in trial-number order."""
     front = pareto_numbers(study)
+    objectives = study.user_attrs.get(schema.STUDY_OBJECTIVES) or []
     rows = []
     for t in study.get_trials(deepcopy=False):
-        ua = t.user_attrs
+        # Objective values are the record of truth; user attributes fill in the other metrics.
+        ua = {**t.user_attrs, **dict(zip(objectives, t.values or []))}
         cfg = ua.get(schema.TRIAL_CONFIG) or {}
         curve = ua.get(schema.TRIAL_CURVE) or [v for _, v in sorted(t.intermediate_values.items())]
         pc = ua.get(schema.TRIAL_PARAM_COUNT)

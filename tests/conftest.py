@@ -58,3 +58,16 @@ def write_spec(path: Path, spec: dict) -> Path:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'study.db'}"
+
+
+@pytest.fixture(scope="session")
+def finished_search(ray_local, tmp_path_factory):
+    """A real 4-trial search on digits (Ray Tune + SQLite), shared by the tests that read it."""
+    from engine.search import run_search
+    from engine.spec import SearchSpec
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('search') / 'study.db'}"
+    spec = SearchSpec.model_validate(tiny_spec_dict("e2e"))
+    lines: list[str] = []
+    out = run_search(spec, storage_url=url, progress=lines.append)
+    return spec, url, out, lines

@@ -19,15 +19,6 @@ from tests.conftest import tiny_spec_dict
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def finished_search(ray_local, tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('search') / 'study.db'}"
-    spec = SearchSpec.model_validate(tiny_spec_dict("e2e"))
-    lines: list[str] = []
-    out = run_search(spec, storage_url=url, progress=lines.append)
-    return spec, url, out, lines
-
-
 def test_every_trial_lands_complete_with_curves_and_attributes(finished_search):
     spec, url, out, lines = finished_search
     study = load_study(url, "e2e")

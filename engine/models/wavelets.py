@@ -26,7 +26,7 @@ on small maps, where the whole transform costs well under a millisecond (see ben
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import torch
 import torch.nn as nn
@@ -47,7 +47,7 @@ HAAR_NAMES = ("haar", "db1")
 _SLICE_BELOW_PIXELS = 24 * 24
 
 
-@lru_cache(maxsize=None)
+@cache
 def _filter_bank(wavelet: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Analysis low/high-pass filters in correlation order (reversed ``dec_lo``/``dec_hi``)."""
     if wavelet in HAAR_NAMES:
