@@ -19,7 +19,8 @@ from optuna.trial import TrialState
 from ray.tune import Callback
 from ray.tune.search import Searcher
 
-from engine.space import SearchSpace
+from engine.screen import Screening
+from engine.space import SearchSpace, TrialConfig
 from storage import schema
 
 __all__ = ["OptunaBridge"]
@@ -35,10 +36,12 @@ class OptunaBridge(Searcher):
         n_trials: How many new trials to start.
         epochs: The training budget; a trial reporting fewer epochs is PRUNED.
         progress: Called with one human-readable line per event.
+        screen: Checks each candidate before it is scheduled (size, memory, caps).
     """
 
     def __init__(self, study: optuna.Study, space: SearchSpace, objectives: list[str], *,
-                 n_trials: int, epochs: int, progress: Callable[[str], None] = print):
+                 n_trials: int, epochs: int, progress: Callable[[str], None] = print,
+                 screen: Callable[[TrialConfig], Screening] | None = None):
         super().__init__(metric="val_accuracy", mode="max")
         self.study = study
         self.space = space
@@ -46,6 +49,7 @@ class OptunaBridge(Searcher):
         self.remaining = n_trials
         self.epochs = epochs
         self.progress = progress
+        self.screen = screen
         self.live: dict[str, optuna.Trial] = {}
         self.last: dict[str, dict[str, Any]] = {}
         self.errored: dict[str, optuna.Trial] = {}
@@ -54,17 +58,36 @@ class OptunaBridge(Searcher):
 
     # -- Searcher API --------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if self.remaining <= 0:
-            return Searcher.FINISHED
-        self.remaining -= 1
-        trial = self.study.ask()
-        cfg = self.space.suggest(trial)
-        trial.set_user_attr(schema.TRIAL_CONFIG, cfg.to_dict())
-        trial.set_user_attr(schema.TRIAL_TUNE_ID, trial_id)
-        self.live[trial_id] = trial
-        shown = ", ".join(f"{k.split('.', 1)[-1]}={_fmt(v)}" for k, v in trial.params.items())
-        self.progress(f"trial {trial.number} started: {cfg.family} {shown}")
-        return {"trial": cfg.to_dict(), "optuna_trial_id": trial._trial_id}
+        # Candidates that cannot run (bad build, over a cap) are recorded here and count
+        # towards the budget, without ever occupying a worker.
+        while self.remaining > 0:
+            self.remaining -= 1
+            trial = self.study.ask()
+            cfg = self.space.suggest(trial)
+            trial.set_user_attr(schema.TRIAL_CONFIG, cfg.to_dict())
+            shown = ", ".join(f"{k.split('.', 1)[-1]}={_fmt(v)}" for k, v in trial.params.items())
+            verdict = self.screen(cfg) if self.screen else Screening()
+            if verdict.error:
+                self._tell(trial, {"failed": True, "fail_reason": verdict.error})
+                continue
+            if verdict.param_count:
+                trial.set_user_attr(schema.TRIAL_PARAM_COUNT, verdict.param_count)
+            if verdict.infeasible:
+                self._tell(trial, {"infeasible": True, "state_reason": verdict.reason,
+                                   "param_count": verdict.param_count,
+                                   "peak_memory_mb": verdict.peak_memory_mb,
+                                   "memory_method": verdict.memory_method,
+                                   "constraint_violations": verdict.violations})
+                continue
+            trial.set_user_attr(schema.TRIAL_TUNE_ID, trial_id)
+            self.live[trial_id] = trial
+            self.progress(f"trial {trial.number} started: {cfg.family} {shown} "
+                          f"({verdict.param_count:,} params, {verdict.peak_memory_mb:.1f} MB predicted)")
+            return {"trial": cfg.to_dict(), "optuna_trial_id": trial._trial_id,
+                    "screen": {"param_count": verdict.param_count,
+                               "peak_memory_mb": verdict.peak_memory_mb,
+                               "memory_method": verdict.memory_method}}
+        return Searcher.FINISHED
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         trial = self.live.get(trial_id)
@@ -207,6 +230,7 @@ def _user_attrs(result: dict[str, Any]) -> dict[str, Any]:
         "weights_artifact_id": schema.TRIAL_WEIGHTS,
         "epoch": schema.TRIAL_EPOCHS_RUN,
         "probe_logits": schema.TRIAL_PROBE_LOGITS,
+        "run_started_at": schema.TRIAL_RUN_STARTED_AT,
     }
     out = {attr: result[k] for k, attr in keys.items() if result.get(k) is not None}
     if "host" in result:

@@ -22,7 +22,7 @@ DEFAULT_STORAGE = "sqlite:///wavesearch.db"
 def _cmd_validate(args: argparse.Namespace) -> int:
     from engine.spec import load_spec, spec_hash
 
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec, args.set)
     fams = ", ".join(spec.model)
     print(f"{args.spec}: OK (study {spec.study.name!r}, families {fams}, "
           f"{spec.search.n_trials} trials, objectives {', '.join(spec.objective_names)}, "
@@ -35,17 +35,16 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from engine.spec import load_spec
     from storage import load_study, trial_rows
 
-    spec = load_spec(args.spec)
-    overrides = {}
+    sets = list(args.set)
     if args.data:
-        overrides["data"] = spec.data.model_copy(update={"root": args.data})
-        if spec.data.dataset == "cifar10" and args.data.endswith(".zip"):
-            overrides["data"] = spec.data.model_copy(update={"root": args.data,
-                                                             "dataset": "imagefolder"})
+        sets.append(f"data.root={args.data}")
+        # The JPEG/PNG class-folder form of CIFAR-10 (e.g. shared/data/cifar10-jpeg.zip) is read
+        # by the image-folder loader; the cifar10 loader reads the official python archive.
+        if args.data.endswith(".zip") or Path(args.data).is_dir() and not _is_cifar_batches(args.data):
+            sets.append("data.dataset=imagefolder")
     if args.study:
-        overrides["study"] = spec.study.model_copy(update={"name": args.study})
-    if overrides:
-        spec = spec.model_copy(update=overrides)
+        sets.append(f"study.name={args.study}")
+    spec = load_spec(args.spec, sets)
     t0 = time.perf_counter()
 
     def progress(line: str) -> None:
@@ -68,6 +67,12 @@ def _cmd_search(args: argparse.Namespace) -> int:
     print(f"\nNext: engine app --storage {out.storage_url}   or   engine export --study "
           f"{out.study_name} --storage {out.storage_url} --out model.pt")
     return 0
+
+
+def _is_cifar_batches(path: str) -> bool:
+    p = Path(path)
+    return (p / "cifar-10-batches-py").is_dir() or (p / "data_batch_1").exists() or any(
+        p.glob("cifar-10-python.tar.gz"))
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -132,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="check a search-space file without running it")
     v.add_argument("spec")
+    v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec value, e.g. --set train.epochs=2 (repeatable)")
     v.set_defaults(func=_cmd_validate)
 
     s = sub.add_parser("search", help="run (or resume) the search a spec describes")
@@ -141,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--study", help="study name (overrides study.name)")
     s.add_argument("--n-trials", type=int, help="total trials (overrides search.n_trials)")
     s.add_argument("--ray-address", help="join this Ray cluster instead of starting one")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec value, e.g. --set train.epochs=2 (repeatable)")
     s.set_defaults(func=_cmd_search)
 
     e = sub.add_parser("export", help="write a trial's checkpoint that rebuilds its model")

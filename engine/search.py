@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import shutil
 import tempfile
@@ -14,9 +16,9 @@ from optuna.trial import TrialState
 
 from engine.data import DataBundle, load_data
 from engine.errors import ResourceError, StorageError
-from engine.spec import SearchSpec, spec_hash
 from engine.space import SearchSpace
-from storage import load_study, open_storage, redact, schema
+from engine.spec import SearchSpec, spec_hash
+from storage import load_study, normalize_url, open_storage, redact, schema
 
 __all__ = ["SearchOutcome", "prepare_study", "run_search"]
 
@@ -102,9 +104,40 @@ def _init_ray(spec: SearchSpec, data: DataBundle, address: str | None) -> bool:
         ray.init(address=address, log_to_driver=False, logging_level="WARNING")
         return True
     ray.init(address="local", num_cpus=max(1, os.cpu_count() or 1), include_dashboard=False,
-             log_to_driver=False, logging_level="WARNING",
+             log_to_driver=False, logging_level="WARNING", resources=_gpu_memory_resource(),
              object_store_memory=max(128 * 2**20, 4 * data_bytes))
     return True
+
+
+GPU_MEM = "gpu_mem_mb"  # custom Ray resource: MiB of GPU memory a node offers / a trial needs
+
+
+def _gpu_memory_resource() -> dict[str, float]:
+    """This machine's GPU memory as a Ray resource, so trials are packed by predicted memory.
+    On a cluster, start each GPU node with ``--resources '{"gpu_mem_mb": <MiB>}'``."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    total = sum(torch.cuda.get_device_properties(i).total_memory
+                for i in range(torch.cuda.device_count()))
+    return {GPU_MEM: total // 2**20}  # Ray resources are whole numbers
+
+
+def _trial_resources(spec: SearchSpec):
+    """Per-trial Ray resources; where the cluster offers gpu_mem_mb, the predicted memory too."""
+    import ray
+
+    base = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
+    if GPU_MEM not in ray.cluster_resources():
+        return base
+
+    def per_trial(config: dict) -> dict:
+        # Rounded up: Ray wants whole quantities, and a rounding must never over-pack a GPU.
+        need = max(1, math.ceil(float(config.get("screen", {}).get("peak_memory_mb", 0.0))))
+        return {**base, GPU_MEM: need}
+
+    return per_trial
 
 
 def _check_resources(spec: SearchSpec) -> None:
@@ -141,10 +174,12 @@ def run_search(spec: SearchSpec, *, storage_url: str | None = None, n_trials: in
     from ray.tune.search import ConcurrencyLimiter
 
     from engine.bridge import ErrorRecorder, OptunaBridge
+    from engine.memory_service import MemoryPredictor
+    from engine.screen import CandidateScreen
     from engine.worker import TrialContext, run_trial
 
     t0 = time.perf_counter()
-    url = storage_url or spec.study.storage
+    url = normalize_url(storage_url or spec.study.storage)  # absolute: workers run elsewhere
     open_storage(url)  # fail fast on a bad URL, before data or Ray
     s = spec.data
     data = load_data(s.request())
@@ -160,10 +195,14 @@ def run_search(spec: SearchSpec, *, storage_url: str | None = None, n_trials: in
 
     started = _init_ray(spec, data, ray_address)
     run_dir = tempfile.mkdtemp(prefix="wavesearch-tune-")
+    stack = contextlib.ExitStack()
     try:
         _check_resources(spec)
+        predictor = stack.enter_context(MemoryPredictor())
+        screen = CandidateScreen(data, gpu_ram_mb=spec.constraints.gpu_ram_mb,
+                                 max_params=spec.constraints.max_params, predictor=predictor)
         bridge = OptunaBridge(study, SearchSpace(spec), spec.objective_names, n_trials=todo,
-                              epochs=spec.train.epochs, progress=progress)
+                              epochs=spec.train.epochs, progress=progress, screen=screen)
         ctx = TrialContext(storage_url=url, study_name=spec.study.name, cpus=spec.resources.cpus,
                            gpus=spec.resources.gpus, gpu_ram_mb=spec.constraints.gpu_ram_mb,
                            max_params=spec.constraints.max_params)
@@ -173,9 +212,8 @@ def run_search(spec: SearchSpec, *, storage_url: str | None = None, n_trials: in
                                       reduction_factor=spec.search.asha.reduction_factor)
         else:
             scheduler = FIFOScheduler()
-        trainable = tune.with_resources(
-            tune.with_parameters(run_trial, data=data, ctx=ctx),
-            {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
+        trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, ctx=ctx),
+                                        _trial_resources(spec))
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
@@ -188,6 +226,7 @@ def run_search(spec: SearchSpec, *, storage_url: str | None = None, n_trials: in
         tuner.fit()
         bridge.sweep("worker lost: the trial ended without a final report")
     finally:
+        stack.close()  # stops the estimator subprocess
         if started:
             ray.shutdown()
         shutil.rmtree(run_dir, ignore_errors=True)

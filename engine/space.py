@@ -34,8 +34,10 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 0.01
     label_smoothing: float = 0.0
+    lr_schedule: str = "constant"
     augment: dict[str, Any] = field(default_factory=dict)
     amp: str = "none"
+    channels_last: bool = False
     seed: int = 0
 
 
@@ -173,8 +175,10 @@ class SearchSpace:
             momentum=t.momentum,
             weight_decay=self._draw(trial, "train.weight_decay", t.weight_decay),
             label_smoothing=t.label_smoothing,
+            lr_schedule=t.lr_schedule,
             augment=t.augment.model_dump(),
             amp=t.amp,
+            channels_last=t.channels_last,
             seed=t.seed,
         )
         return TrialConfig(family=family, model=model, train=train)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -23,6 +23,7 @@ from engine.data.base import DataRequest
 from engine.errors import SpecError
 
 __all__ = [
+    "apply_overrides",
     "CategoricalParam",
     "FloatParam",
     "IntParam",
@@ -33,7 +34,7 @@ __all__ = [
     "spec_hash",
 ]
 
-Scalar = Union[bool, int, float, str]
+Scalar = bool | int | float | str
 
 
 class _Frozen(BaseModel):
@@ -93,8 +94,8 @@ class CategoricalParam(_Frozen):
         return list(self.choices)
 
 
-Distribution = Annotated[Union[IntParam, FloatParam, CategoricalParam], Field(discriminator="type")]
-Param = Union[Distribution, Scalar]
+Distribution = Annotated[IntParam | FloatParam | CategoricalParam, Field(discriminator="type")]
+Param = Distribution | Scalar
 
 
 class StudySpec(_Frozen):
@@ -145,8 +146,11 @@ class TrainSpec(_Frozen):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: Param = 0.01
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    # "cosine": within each optimiser phase the rate falls from its start value to 0.
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     augment: AugmentSpec = AugmentSpec()
-    amp: Literal["none", "bf16", "fp16"] = "none"
+    amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision; takes effect on CUDA
+    channels_last: bool = False  # NHWC memory layout, often faster for convolutions on GPUs
     seed: int = 0
 
 
@@ -280,8 +284,30 @@ def parse_spec(raw: Any, path: str = "<spec>") -> SearchSpec:
     return spec
 
 
-def load_spec(path: str | Path) -> SearchSpec:
-    """Read and validate a search-space YAML file.
+def apply_overrides(raw: Any, overrides: list[str], path: str) -> Any:
+    """Set ``section.key=value`` pairs (values parsed as YAML) into a raw spec document."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise SpecError(f"override {item!r} is not KEY=VALUE (e.g. train.epochs=2)", path=path)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise SpecError(f"override value {text!r} is not valid YAML", path=path, key=key) from None
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node, dict):
+                raise SpecError(f"cannot set {key!r}: {part!r} is inside a scalar", path=path, key=key)
+            node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"cannot set {key!r}: its parent is not a mapping", path=path, key=key)
+        node[parts[-1]] = value
+    return raw
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> SearchSpec:
+    """Read and validate a search-space YAML file, with optional ``key=value`` overrides.
 
     Raises:
         SpecError: the file is unreadable, not YAML, or breaks a rule; the message names the
@@ -302,4 +328,8 @@ def load_spec(path: str | Path) -> SearchSpec:
         raise SpecError(f"invalid YAML{where}: {problem}", path=p) from None
     if raw is None:
         raise SpecError("the file is empty; see search_spaces/quickstart.yaml for an example", path=p)
+    if overrides:
+        if not isinstance(raw, dict):
+            raise SpecError("the top level must be a mapping of sections", path=p)
+        raw = apply_overrides(raw, overrides, p)
     return parse_spec(raw, p)

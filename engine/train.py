@@ -2,7 +2,11 @@
 
 Data in (a :class:`~engine.data.DataBundle` of uint8 arrays), metrics out through a callback
 after every epoch. DualOpT (seed 003): AdamW first, then SGD with fresh state, switched either
-at a fixed epoch (the searchable dimension) or when validation accuracy plateaus.
+at a fixed epoch (the searchable dimension) or when validation accuracy has not improved for
+``switch_patience`` epochs (the paper's rule). Also plain AdamW and plain SGD.
+
+Hyperparameters (TrainConfig): lr / sgd_lr are per-phase learning rates; weight_decay applies
+to AdamW (decoupled); momentum to SGD; epochs count passes over the training split.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from engine.data import DataBundle
 from engine.errors import TrialFailure
 from engine.space import TrainConfig
 
-__all__ = ["EpochReport", "TrainResult", "evaluate", "train_model"]
+__all__ = ["DeviceData", "EpochReport", "TrainResult", "evaluate", "train_model"]
+
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,7 @@ class EpochReport:
     val_accuracy: float
     optimizer: str
     seconds: float
+    images_per_s: float = 0.0
 
 
 @dataclass
@@ -42,22 +49,29 @@ class TrainResult:
     val_accuracy: float
     epochs_run: int
     curve: list[float] = field(default_factory=list)
-    switched_at: int | None = None  # first epoch (1-based) trained with SGD
+    switched_at: int | None = None  # first epoch (1-based) trained with SGD under DualOpT
     seconds: float = 0.0
 
 
-class _DeviceData:
-    """uint8 images kept on the device; normalised per batch (4x less memory than float)."""
+class DeviceData:
+    """uint8 images kept on the device, normalised per batch (4x less memory than float32)."""
 
-    def __init__(self, x, y, mean, std, device: torch.device):
+    def __init__(self, x, y, mean, std, device: torch.device,
+                 memory_format: torch.memory_format = torch.contiguous_format):
         self.x = torch.as_tensor(x).to(device)  # (N, C, H, W) uint8
         self.y = torch.as_tensor(y).to(device)  # (N,) int64
         c = self.x.shape[1]
+        # Statistics are in [0, 1] units; scale to the uint8 range once.
         self.mean = torch.tensor(mean or [0.5] * c, device=device).view(1, c, 1, 1) * 255.0
         self.std = torch.tensor(std or [0.25] * c, device=device).view(1, c, 1, 1) * 255.0
+        self.memory_format = memory_format
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return (self.x[idx].float() - self.mean) / self.std, self.y[idx]
+        x = (self.x[idx].float() - self.mean) / self.std  # (B, C, H, W) float32
+        return x.contiguous(memory_format=self.memory_format), self.y[idx]
 
 
 def _make_optimizer(name: str, model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -67,37 +81,76 @@ def _make_optimizer(name: str, model: nn.Module, cfg: TrainConfig) -> torch.opti
     return torch.optim.SGD(model.parameters(), lr=cfg.sgd_lr, momentum=cfg.momentum)
 
 
-def _autocast(cfg: TrainConfig, device: torch.device):
-    if cfg.amp == "none":
-        return nullcontext()
-    dtype = torch.bfloat16 if cfg.amp == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+def _amp(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """Autocast dtype and whether a GradScaler is needed. Mixed precision is a CUDA feature
+    here: on CPU the run stays in float32 (CPU autocast is slower than fp32 for these models)."""
+    if cfg.amp == "none" or device.type != "cuda":
+        return None, False
+    if cfg.amp == "bf16":
+        return torch.bfloat16, False
+    return torch.float16, True  # fp16 gradients underflow without loss scaling
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: _DeviceData, batch_size: int = 512) -> float:
+def evaluate(model: nn.Module, data: DeviceData, batch_size: int = 512,
+             amp_dtype: torch.dtype | None = None) -> float:
     """Top-1 accuracy of ``model`` on ``data`` (eval mode)."""
     model.eval()
     correct = 0
-    n = data.y.shape[0]
+    n = len(data)
+    device = data.y.device
+    ctx = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
     for start in range(0, n, batch_size):
-        idx = torch.arange(start, min(start + batch_size, n), device=data.y.device)
-        xb, yb = data.batch(idx)
-        correct += (model(xb).argmax(1) == yb).sum().item()
+        xb, yb = data.batch(torch.arange(start, min(start + batch_size, n), device=device))
+        with ctx:
+            correct += (model(xb).argmax(1) == yb).sum().item()
     return correct / max(1, n)
+
+
+class _Phases:
+    """Which optimiser trains each epoch, and the cosine position within its phase."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        if cfg.optimizer == "sgd" or (cfg.optimizer == "dualopt" and cfg.switch_patience is None
+                                      and cfg.switch_epoch <= 0):
+            self.name, self.start = "sgd", 1
+        else:
+            self.name, self.start = "adamw", 1
+        self.switched_at: int | None = 1 if (self.name == "sgd" and cfg.optimizer == "dualopt") else None
+
+    def end(self) -> int:
+        """Last epoch of the current phase as planned (plateau switches may come earlier)."""
+        c = self.cfg
+        if self.name == "adamw" and c.optimizer == "dualopt" and c.switch_patience is None:
+            return min(c.epochs, c.switch_epoch)
+        return c.epochs
+
+    def after_epoch(self, epoch: int, epochs_without_gain: int) -> bool:
+        """Advance; True when the optimiser changes for the next epoch."""
+        c = self.cfg
+        if c.optimizer != "dualopt" or self.name != "adamw" or epoch >= c.epochs:
+            return False
+        due = (epochs_without_gain >= c.switch_patience) if c.switch_patience else epoch >= c.switch_epoch
+        if due:
+            self.name, self.start, self.switched_at = "sgd", epoch + 1, epoch + 1
+        return due
+
+
+def _cosine(base: float, step: int, total: int) -> float:
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(1, total)))
 
 
 def train_model(model: nn.Module, data: DataBundle, cfg: TrainConfig, *,
                 device: str | torch.device = "cpu",
                 on_epoch: Callable[[EpochReport], None] | None = None,
-                augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-                ) -> TrainResult:
+                augment: Augment | None = None) -> TrainResult:
     """Train ``model`` in place for ``cfg.epochs`` epochs and report validation accuracy.
 
     Args:
         model: Any classifier mapping (B, C, H, W) to (B, classes) logits.
         data: Train and validation splits (the test split is not touched).
-        cfg: Epochs, batch size, optimiser schedule, learning rates.
+        cfg: Epochs, batch size, optimiser schedule, learning rates, precision.
         device: Where the data and model live while training.
         on_epoch: Called after every epoch; may raise to stop training (e.g. a scheduler).
         augment: Batch-wise augmentation ``f(x, generator) -> x`` applied to training batches.
@@ -107,58 +160,70 @@ def train_model(model: nn.Module, data: DataBundle, cfg: TrainConfig, *,
     """
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
-    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    order_gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    model.to(device)
-    train = _DeviceData(data.train_x, data.train_y, data.mean, data.std, device)
-    val = _DeviceData(data.val_x, data.val_y, data.mean, data.std, device)
-    phase = "sgd" if cfg.optimizer == "sgd" else "adamw"
-    if cfg.optimizer == "dualopt" and cfg.switch_patience is None and cfg.switch_epoch <= 0:
-        phase = "sgd"
-    opt = _make_optimizer(phase, model, cfg)
-    result = TrainResult(val_accuracy=0.0, epochs_run=0)
-    best, since_best = -1.0, 0
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    amp_dtype, needs_scaler = _amp(cfg, device)
+    scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
+    model.to(device=device, memory_format=fmt)
+    train = DeviceData(data.train_x, data.train_y, data.mean, data.std, device, fmt)
+    val = DeviceData(data.val_x, data.val_y, data.mean, data.std, device, fmt)
+    phases = _Phases(cfg)
+    opt = _make_optimizer(phases.name, model, cfg)
+    base_lr = cfg.lr if phases.name == "adamw" else cfg.sgd_lr
+    n = len(train)
+    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+    result = TrainResult(val_accuracy=0.0, epochs_run=0, switched_at=phases.switched_at)
+    best, without_gain = -1.0, 0
     t_start = time.perf_counter()
-    n = train.y.shape[0]
     for epoch in range(1, cfg.epochs + 1):
-        if phase == "sgd" and result.switched_at is None and cfg.optimizer == "dualopt":
-            result.switched_at = epoch
         t0 = time.perf_counter()
         model.train()
-        order = torch.randperm(n, generator=gen).to(device)
+        order = torch.randperm(n, generator=order_gen).to(device)
         total, count = 0.0, 0
-        for start in range(0, n, cfg.batch_size):
+        phase_steps = (phases.end() - phases.start + 1) * steps_per_epoch
+        for i, start in enumerate(range(0, n, cfg.batch_size)):
             idx = order[start:start + cfg.batch_size]
-            if idx.numel() < 2 and n >= 2:  # BatchNorm cannot train on a single sample
+            if idx.numel() < 2 <= n:  # BatchNorm cannot train on a single sample
                 continue
+            if cfg.lr_schedule == "cosine":
+                step = (epoch - phases.start) * steps_per_epoch + i
+                for g in opt.param_groups:
+                    g["lr"] = _cosine(base_lr, step, phase_steps)
             xb, yb = train.batch(idx)
             if augment is not None:
                 xb = augment(xb, aug_gen)
-            with _autocast(cfg, device):
+            with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
                 loss = F.cross_entropy(model(xb), yb, label_smoothing=cfg.label_smoothing)
-            if not math.isfinite(loss.item()):
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
                 raise TrialFailure(f"non-finite loss at epoch {epoch}")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * idx.numel()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+            total += loss_value * idx.numel()
             count += idx.numel()
-        acc = evaluate(model, val)
+        train_s = time.perf_counter() - t0
+        acc = evaluate(model, val, amp_dtype=amp_dtype)
         result.curve.append(acc)
         result.epochs_run = epoch
         result.val_accuracy = acc
         if on_epoch is not None:
-            on_epoch(EpochReport(epoch, total / max(1, count), acc, phase, time.perf_counter() - t0))
-        # DualOpT switch for the next epoch: fixed epoch count, or a plateau in val accuracy.
+            on_epoch(EpochReport(epoch, total / max(1, count), acc, phases.name,
+                                 time.perf_counter() - t0, count / max(train_s, 1e-9)))
         if acc > best:
-            best, since_best = acc, 0
+            best, without_gain = acc, 0
         else:
-            since_best += 1
-        if cfg.optimizer == "dualopt" and phase == "adamw":
-            due = (since_best >= cfg.switch_patience) if cfg.switch_patience else epoch >= cfg.switch_epoch
-            if due:
-                phase = "sgd"
-                opt = _make_optimizer("sgd", model, cfg)  # fresh state, as in the paper
+            without_gain += 1
+        if phases.after_epoch(epoch, without_gain):
+            opt = _make_optimizer("sgd", model, cfg)  # fresh state, as in the paper
+            base_lr = cfg.sgd_lr
+            result.switched_at = phases.switched_at
     result.seconds = time.perf_counter() - t_start
     model.eval()
     return result

@@ -76,17 +76,6 @@ def _upload_weights(ctx: TrialContext, optuna_trial_id: int, blob: bytes) -> str
             store.dispose()
 
 
-def _predict_memory(cfg: TrialConfig, model_kwargs: dict[str, Any], data: DataBundle) -> tuple[float, str]:
-    """Peak training memory in MiB before training, and how it was obtained."""
-    from engine.memory import predict_training_peak
-
-    est = predict_training_peak(
-        cfg.family, cfg.model, batch_size=cfg.train.batch_size, in_channels=data.in_channels,
-        image_size=data.image_size, num_classes=data.num_classes,
-        optimizer=cfg.train.optimizer, amp=None if cfg.train.amp == "none" else cfg.train.amp)
-    return est.peak_mb, est.method
-
-
 def run_trial(config: dict[str, Any], data: DataBundle, ctx: TrialContext) -> None:
     """Ray Tune function trainable. ``config`` holds ``trial`` (a TrialConfig dict) and ids."""
     from ray import tune
@@ -99,26 +88,16 @@ def run_trial(config: dict[str, Any], data: DataBundle, ctx: TrialContext) -> No
     torch.set_num_threads(max(1, int(ctx.cpus)))
     torch.manual_seed(cfg.train.seed)  # the same config rebuilds the same initial weights
     # Tune checks that every result carries the search metric; NaN marks "not measured".
-    base = {"device": device, "host": platform.node(), "val_accuracy": float("nan")}
+    base = {"device": device, "host": platform.node(), "val_accuracy": float("nan"),
+            "run_started_at": time.time()}
     last_epoch = 0
     try:
         from engine.models import create_model
 
         model = create_model(cfg.family, **cfg.model, in_channels=data.in_channels,
                              num_classes=data.num_classes, image_size=data.image_size)
-        params = sum(p.numel() for p in model.parameters())
-        peak_mb, method = _predict_memory(cfg, cfg.model, data)
-        base.update(param_count=params, peak_memory_mb=peak_mb, memory_method=method)
-        violations = constraint_violations(ctx, peak_mb, params)
-        if any(v > 0 for v in violations.values()):
-            reasons = []
-            if ctx.gpu_ram_mb is not None and peak_mb > ctx.gpu_ram_mb:
-                reasons.append(f"predicted {peak_mb:.0f} MB > cap {ctx.gpu_ram_mb:.0f} MB")
-            if ctx.max_params is not None and params > ctx.max_params:
-                reasons.append(f"{params:,} parameters > max_params {ctx.max_params:,}")
-            tune.report({**base, "epoch": 0, "infeasible": True, "state_reason": "; ".join(reasons),
-                         "constraint_violations": violations, "wall_time_s": time.perf_counter() - t0})
-            return
+        # Size and predicted memory come from the driver's screening (engine.screen).
+        base.update(config["screen"])
         if use_cuda:
             torch.cuda.reset_peak_memory_stats()
 

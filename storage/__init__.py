@@ -4,7 +4,14 @@ This package imports neither torch nor ray: the app reads studies through it alo
 """
 
 from storage.artifacts import SQLArtifactStore
-from storage.backend import StudySummary, list_studies, load_study, normalize_url, open_storage, redact
+from storage.backend import (
+    StudySummary,
+    list_studies,
+    load_study,
+    normalize_url,
+    open_storage,
+    redact,
+)
 from storage.views import TrialRow, best_accuracy_trial, is_feasible, pareto_numbers, trial_rows
 
 __all__ = [

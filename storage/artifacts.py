@@ -53,9 +53,16 @@ class SQLArtifactStore:
     def write(self, artifact_id: str, content_body: BinaryIO) -> None:
         """Store the bytes read from ``content_body`` under ``artifact_id`` (one transaction)."""
         body = content_body.read()
-        with self._engine.begin() as conn:
-            conn.execute(_TABLE.insert().values(artifact_id=artifact_id, body=body,
-                                                created_at=datetime.now(timezone.utc)))
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(_TABLE.insert().values(artifact_id=artifact_id, body=body,
+                                                    created_at=datetime.now(timezone.utc)))
+        except sa.exc.IntegrityError as e:
+            raise StorageError(f"artifact {artifact_id!r} already exists; artifacts are write-once, "
+                               "remove it first") from e
+        except sa.exc.SQLAlchemyError as e:
+            raise StorageError(f"cannot store artifact {artifact_id!r}: {type(e).__name__}: "
+                               f"{str(e).splitlines()[0]}") from e
 
     def remove(self, artifact_id: str) -> None:
         """Delete the artifact (missing ids are ignored)."""

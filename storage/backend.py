@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import importlib.util
 import re
 from dataclasses import dataclass
@@ -33,13 +34,23 @@ def normalize_url(url: str) -> str:
             f"storage must be a database URL, got {url!r}; write sqlite:///{url or 'wavesearch.db'} "
             "for a local file or postgresql+psycopg2://user@host:5432/db for a server")
     scheme = url.split("://", 1)[0]
+    if scheme.startswith("sqlite"):
+        return _absolute_sqlite(url)
     if scheme == "postgresql" and importlib.util.find_spec("psycopg") is None:
         url = "postgresql+psycopg2://" + url.split("://", 1)[1]
-    elif not (scheme.startswith("sqlite") or scheme.startswith("postgresql")
-              or scheme.startswith("mysql")):
+    elif not (scheme.startswith("postgresql") or scheme.startswith("mysql")):
         raise StorageError(f"unsupported storage scheme {scheme!r} in {redact(url)}; "
                            "use sqlite:///FILE or postgresql+psycopg2://...")
     return url
+
+
+def _absolute_sqlite(url: str) -> str:
+    """Make a relative SQLite path absolute: trial processes run in other directories."""
+    head, sep, rest = url.partition(":///")
+    if not sep or rest.startswith("/") or rest in ("", ":memory:") or rest.startswith("file:"):
+        return url
+    path, q, query = rest.partition("?")
+    return f"{head}:///{os.path.abspath(os.path.expanduser(path))}{q}{query}"
 
 
 @functools.lru_cache(maxsize=16)

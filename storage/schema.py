@@ -22,6 +22,7 @@ __all__ = [
     "TRIAL_MEMORY_METHOD",
     "TRIAL_PARAM_COUNT",
     "TRIAL_PROBE_LOGITS",
+    "TRIAL_RUN_STARTED_AT",
     "TRIAL_PEAK_MEMORY_MB",
     "TRIAL_STATE_REASON",
     "TRIAL_SWITCHED_AT",
@@ -52,6 +53,7 @@ TRIAL_PARAM_COUNT = "param_count"
 TRIAL_PEAK_MEMORY_MB = "peak_memory_mb"
 TRIAL_MEMORY_METHOD = "memory_method"  # "predicted" | "measured"
 TRIAL_WALL_TIME_S = "wall_time_s"
+TRIAL_RUN_STARTED_AT = "run_started_at"  # Unix time the worker began (asked-at is datetime_start)
 TRIAL_EPOCHS_RUN = "epochs_run"
 TRIAL_SWITCHED_AT = "switched_at"  # first epoch trained with SGD (DualOpT), or None
 TRIAL_DEVICE = "device"

@@ -76,7 +76,7 @@ def trial_rows(study: optuna.Study) -> list[TrialRow]:
     rows = []
     for t in study.get_trials(deepcopy=False):
         # Objective values are the record of truth; user attributes fill in the other metrics.
-        ua = {**t.user_attrs, **dict(zip(objectives, t.values or []))}
+        ua = {**t.user_attrs, **dict(zip(objectives, t.values or [], strict=False))}
         cfg = ua.get(schema.TRIAL_CONFIG) or {}
         curve = ua.get(schema.TRIAL_CURVE) or [v for _, v in sorted(t.intermediate_values.items())]
         pc = ua.get(schema.TRIAL_PARAM_COUNT)

@@ -107,6 +107,18 @@ def test_wavemix_options(options):
     _check_train_step(model, torch.randn(2, 3, 64, 64), 10)
 
 
+@pytest.mark.parametrize("wavelet", ["haar", "db2"])
+def test_wavemix_under_bf16_autocast(wavelet):
+    # 64x64 maps take the grouped-conv Haar path, whose backward is hand-written.
+    model = create_model("wavemix", **{**TINY["wavemix"], "wavelet": wavelet})
+    x = torch.randn(2, 3, 64, 64, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = model(x)
+    y.float().square().mean().backward()
+    assert torch.isfinite(y.float()).all() and torch.isfinite(x.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
 def test_parallel_block_at_level_1_is_the_cascade_block():
     kw = dict(final_dim=16, depth=2, ff_channel=8, level=1)
     cascade = create_model("wavemix", block="cascade", **kw).eval()
@@ -214,13 +226,18 @@ def test_haar_inverse_and_custom_gradients():
 
 # ---------------------------------------------------------------- attention
 def _attention(kind: str) -> torch.nn.Module:
+    extra = {}
+    if kind == "performer_relu":
+        kind, extra = "performer", dict(performer_kernel="relu")
+    if kind == "efficient_3x3":
+        kind, extra = "efficient", dict(qkv_kernel=3)
     return make_attention(kind, dim=32, heads=2, head_dim=16, dropout=0.0, landmarks=8,
-                          nystrom_conv_kernel=5)
+                          nystrom_conv_kernel=5, **extra)
 
 
 @pytest.mark.parametrize("scale", [1.0, 16.0])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-@pytest.mark.parametrize("kind", ATTENTIONS)
+@pytest.mark.parametrize("kind", [*ATTENTIONS, "performer_relu", "efficient_3x3"])
 def test_attention_is_finite_under_autocast(kind, dtype, scale):
     attn = _attention(kind)
     x = (torch.randn(2, 32, 12, 12) * scale).requires_grad_(True)
@@ -241,6 +258,11 @@ def test_cxv_samples_are_independent_of_their_batch(kind):
         batched = model(x)
         alone = torch.cat([model(x[i:i + 1]) for i in range(4)])
     torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_cltv_with_released_3x3_projections_has_the_released_size():
+    model = create_preset("cltv-5-4", qkv_kernel=3)
+    assert n_params(model) == 3_967_434  # REFERENCE.md 2: CLTV-5/4 as released
 
 
 def test_performer_features_travel_with_the_checkpoint():

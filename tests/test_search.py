@@ -80,6 +80,8 @@ def test_export_then_load_gives_the_trained_models_logits(finished_search, tmp_p
     assert meta["spec_hash"] == study.user_attrs[schema.STUDY_SPEC_HASH]
     assert meta["metrics"]["val_accuracy"] == best.values[0]
     assert meta["model_config"]["in_channels"] == 1 and meta["model_config"]["image_size"] == 8
+    # Test accuracy is measured once, at export, on the held-out split the search never saw.
+    assert 0.2 < meta["metrics"]["test_accuracy"] <= 1.0
     assert {"torch", "optuna", "python"} <= set(meta["versions"])
     loaded = engine.load_model(tmp_path / "best.pt")
     trained = torch.tensor(best.user_attrs[schema.TRIAL_PROBE_LOGITS])
@@ -154,7 +156,7 @@ def test_app_pareto_chart_holds_the_pareto_points(finished_search, monkeypatch):
     front = {t.number: t for t in study.best_trials}
     shown = traces["Pareto front"]
     assert sorted(c[0] for c in shown["customdata"]) == sorted(front)
-    for num, x, y in zip((c[0] for c in shown["customdata"]), shown["x"], shown["y"]):
+    for num, x, y in zip((c[0] for c in shown["customdata"]), shown["x"], shown["y"], strict=True):
         assert (y, x) == pytest.approx(tuple(front[num].values))
     dominated = {c[0] for c in traces["dominated"].get("customdata", [])}
     assert dominated == {t.number for t in study.trials} - set(front)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -128,7 +127,9 @@ def test_bad_spec_writes_nothing_to_storage(tmp_path):
 
 def test_spec_is_frozen_and_typo_proof():
     spec = SearchSpec.model_validate(tiny_spec_dict())
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="frozen"):
         spec.search.n_trials = 3  # type: ignore[misc]
 
 

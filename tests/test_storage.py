@@ -86,7 +86,7 @@ class TestStorageContract:
     def test_duplicate_artifact_id_keeps_the_first(self, url):
         store = SQLArtifactStore(url)
         store.write("a2", io.BytesIO(b"first"))
-        with pytest.raises(Exception):
+        with pytest.raises(StorageError, match="already exists"):
             store.write("a2", io.BytesIO(b"second"))
         assert store.open_reader("a2").read() == b"first"
         store.dispose()
@@ -141,6 +141,13 @@ def test_bare_postgresql_names_an_installed_driver():
         assert got == "postgresql+psycopg2://u@h/db"
     else:
         assert got == "postgresql://u@h/db"
+
+
+def test_relative_sqlite_paths_become_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert normalize_url("sqlite:///w.db") == f"sqlite:///{tmp_path / 'w.db'}"
+    assert normalize_url("sqlite:////abs/w.db") == "sqlite:////abs/w.db"
+    assert normalize_url("sqlite:///:memory:") == "sqlite:///:memory:"
 
 
 def test_passwords_are_redacted():

@@ -50,7 +50,7 @@ def render(url: str, study: str) -> None:
     counts = {c: sum(r.category == c for r in rows) for c in ("pareto", "dominated", "infeasible",
                                                                "pruned", "fail", "running")}
     cols = st.columns(len(counts))
-    for col, (name, n) in zip(cols, counts.items()):
+    for col, (name, n) in zip(cols, counts.items(), strict=True):
         col.metric(name, n)
     st.plotly_chart(pareto_figure(rows), key="pareto_chart")
     st.subheader("Trials")

@@ -4,9 +4,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.data.base import DataBundle, DataRequest, make_bundle, register_dataset
+from engine.data.base import (
+    DataBundle,
+    DataRequest,
+    make_bundle,
+    register_dataset,
+    stratified_split,
+)
 
 __all__ = ["load_digits", "load_synthetic"]
+
+# These sets ship without a test split: hold one out with a seed of its own, so it stays the
+# same whatever seed a spec uses for its train/validation split, and the search never sees it.
+_TEST_FRACTION = 0.2
+_TEST_SEED = 1_797
+
+
+def _with_holdout(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], request: DataRequest,
+                  source: str) -> DataBundle:
+    pool, test = stratified_split(y, _TEST_FRACTION, _TEST_SEED)
+    pool, test = np.sort(pool), np.sort(test)
+    return make_bundle(x[pool], y[pool], classes, request, test_x=x[test], test_y=y[test],
+                       source=source)
 
 
 @register_dataset("digits")
@@ -18,7 +37,7 @@ def load_digits(request: DataRequest) -> DataBundle:
     x = np.clip(np.rint(d.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)[:, None]  # (N,1,8,8)
     y = d.target.astype(np.int64)
     classes = tuple(str(i) for i in range(10))
-    return make_bundle(x, y, classes, request, source="sklearn.datasets.load_digits")
+    return _with_holdout(x, y, classes, request, "sklearn.datasets.load_digits")
 
 
 @register_dataset("synthetic")
@@ -31,4 +50,4 @@ def load_synthetic(request: DataRequest) -> DataBundle:
     for k in range(classes):
         x[y == k, :, 4 * k : 4 * k + 4, :] += 150
     names = tuple(f"class{k}" for k in range(classes))
-    return make_bundle(np.clip(x, 0, 255).astype(np.uint8), y, names, request, source="synthetic")
+    return _with_holdout(np.clip(x, 0, 255).astype(np.uint8), y, names, request, "synthetic")

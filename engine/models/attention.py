@@ -126,8 +126,9 @@ class EfficientAttention(_TokenAttention):
         super().__init__(kernel_size=qkv_kernel, **kw)
 
     def core(self, q, k, v):
-        q = q.softmax(dim=-1)  # over the d features of each token
-        k = k.softmax(dim=-2)  # over the n positions
+        temperature = self.head_dim**-0.25  # on both q and k, as the released image attention
+        q = (q * temperature).softmax(dim=-1)  # over the d features of each token
+        k = (k * temperature).softmax(dim=-2)  # over the n positions
         return q @ (k.transpose(-1, -2) @ v)  # (B, h, n, d)
 
 

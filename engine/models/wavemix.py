@@ -33,7 +33,14 @@ def stem_output_size(size: int, *, stem: str, stride: int, patch_size: int) -> i
 
 
 class WaveMixConfig(ModelConfig):
-    """Constructor arguments of :class:`WaveMix`."""
+    """Constructor arguments of :class:`WaveMix`.
+
+    ``wavelet``: Haar/db1 reproduce the reference exactly (pytorch_wavelets mode "zero");
+    any other wavelet uses mode "periodization", which keeps every level at exactly half the
+    size (mode "zero" grows it by the filter length and broke every level >= 2).
+    ``upsample="upsample"`` swaps each transposed conv for parameter-free bilinear x2
+    up-sampling (plus a 1x1 conv where f differs from the width it must produce).
+    """
 
     fix_hints = {
         "final_dim": "use a multiple of 4 (the block reduces c to c/4 channels, whose four "

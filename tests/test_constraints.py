@@ -1,0 +1,86 @@
+"""The caps: candidates over them are recorded infeasible before training; Ray packs trials
+by predicted memory where the cluster offers a gpu_mem_mb resource."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from optuna.trial import TrialState
+
+from engine.search import prepare_study, run_search
+from engine.spec import SearchSpec
+from storage import load_study, pareto_numbers, schema
+from tests.conftest import ROOT, tiny_spec_dict
+
+pytestmark = pytest.mark.slow
+
+
+def _spec(name: str, **constraints) -> SearchSpec:
+    return SearchSpec.model_validate(tiny_spec_dict(
+        name, model={"wavemix": {"final_dim": {"type": "categorical", "choices": [8, 32]},
+                                 "depth": 2, "level": 1}},
+        train={"epochs": 2, "switch_epoch": 1},
+        constraints=constraints,
+        search={"sampler": "tpe", "n_trials": 3, "max_concurrent": 2, "seed": 0}))
+
+
+def test_over_cap_candidates_are_recorded_infeasible_not_trained(ray_local, sqlite_url):
+    from engine.data import load_data
+
+    spec = _spec("caps", gpu_ram_mb=1.5, max_params=20_000)
+    study = prepare_study(spec, sqlite_url, load_data(spec.data.request()))
+    for fd in (8, 32, 8):  # fd 32: ~2.9 MB predicted at batch 32 and ~40k parameters
+        study.enqueue_trial({"wavemix.final_dim": fd})
+    run_search(spec, storage_url=sqlite_url, progress=lambda _: None)
+    study = load_study(sqlite_url, "caps")
+    small, big, again = study.trials
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    reason = big.user_attrs[schema.TRIAL_STATE_REASON]
+    assert reason.startswith("predicted ") and "MB > cap 2 MB" in reason  # cap printed rounded
+    assert "parameters > max_params 20,000" in reason
+    assert big.user_attrs[schema.TRIAL_TRAINED] is False
+    assert not big.intermediate_values  # never trained
+    assert big.constraints["gpu_ram_mb"] > 0 and big.constraints["max_params"] > 0
+    assert big.user_attrs[schema.TRIAL_PEAK_MEMORY_MB] > 1.5
+    for t in (small, again):
+        assert t.user_attrs[schema.TRIAL_TRAINED] is True
+        assert all(v <= 0 for v in t.constraints.values())
+    assert big.number not in pareto_numbers(study)
+
+
+PACKING = """
+import json, sys, ray
+from engine.search import run_search
+from engine.spec import SearchSpec
+from storage import load_study
+spec = SearchSpec.model_validate(json.loads(sys.argv[1]))
+# A node offering 3 MiB of 'GPU memory': two trials asking 2 MiB each (1.3 MiB predicted,
+# rounded up) cannot run at the same time, though there are CPUs for both.
+ray.init(address="local", num_cpus=2, resources={"gpu_mem_mb": 3}, include_dashboard=False,
+         log_to_driver=False, object_store_memory=128 * 2**20)
+try:
+    run_search(spec, storage_url=sys.argv[2], progress=lambda _: None)
+finally:
+    ray.shutdown()
+spans = [(t.user_attrs["run_started_at"], t.datetime_complete.timestamp()) for t in
+         load_study(sys.argv[2], spec.study.name).trials]
+print("SPANS", json.dumps(spans))
+"""
+
+
+def test_trials_are_packed_by_predicted_memory(tmp_path):
+    raw = tiny_spec_dict("pack", model={"wavemix": {"final_dim": 16, "depth": 2}},
+                         train={"epochs": 2, "switch_epoch": 1},
+                         search={"sampler": "random", "n_trials": 2, "max_concurrent": 2})
+    url = f"sqlite:///{tmp_path / 'pack.db'}"
+    proc = subprocess.run([sys.executable, "-c", PACKING, json.dumps(raw), url], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    spans = json.loads(proc.stdout.split("SPANS", 1)[1])
+    (s0, e0), (s1, e1) = sorted(spans)
+    assert s1 >= e0 - 0.5, f"trials overlapped although together they exceed the node: {spans}"
