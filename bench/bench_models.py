@@ -114,11 +114,15 @@ class _Wrap(nn.Module):
         return self.fn(x)
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+_clock = CLOCKS["wall"]
+
+
 def step_seconds(model: nn.Module, x: torch.Tensor) -> float:
-    """Wall time of one forward + backward in train mode."""
-    start = time.perf_counter()
+    """Time of one forward + backward in train mode (wall, or process CPU with --clock cpu)."""
+    start = _clock()
     model(x).square().mean().backward()
-    return time.perf_counter() - start
+    return _clock() - start
 
 
 def saved_activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
@@ -215,14 +219,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=64, help="images per step")
     parser.add_argument("--size", type=int, default=32, help="image side in pixels")
     parser.add_argument("--reps", type=int, default=3, help="timed steps per model")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall time, or process CPU time (robust to other processes' load "
+                             "with --threads 1)")
     parser.add_argument("--skip-families", action="store_true", help="only ours vs reference")
     parser.add_argument("--skip-reference", action="store_true", help="no ours-vs-reference")
     parser.add_argument("--skip-dwt", action="store_true", help="no Haar DWT table")
     args = parser.parse_args(argv)
+    global _clock
+    _clock = CLOCKS[args.clock]
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, {args.threads} threads, batch {args.batch}, "
-          f"{args.size}x{args.size}, best of {args.reps} steps\n")
+          f"{args.size}x{args.size}, best of {args.reps} steps, {args.clock} clock\n")
     if not args.skip_dwt:
         print("\n".join(dwt_table(args)) + "\n")
     if not args.skip_families:

@@ -181,14 +181,17 @@ class OptunaBridge(Searcher):
         self.told += 1
         self.progress(f"trial {trial.number} FAIL: {reason}")
 
-    def sweep(self, reason: str) -> None:
-        """Fail whatever is still open (e.g. after an interrupted run)."""
+    def sweep(self) -> None:
+        """Close what the run left open: crashed trials whose error never arrived are FAIL;
+        trials still running when the run stopped are interrupted and queued again."""
         for tid in list(self.errored):
-            self.fail(tid, reason)
+            self.fail(tid, "worker lost: the trial process ended without a final report")
         for tid, trial in list(self.live.items()):
-            self.errored[tid] = trial
             self.live.pop(tid)
-            self.fail(tid, reason)
+            trial.set_user_attr(schema.TRIAL_FAIL_REASON, schema.INTERRUPTED_REASON)
+            self.study.tell(trial, state=TrialState.FAIL)
+            self.study.enqueue_trial(trial.params, skip_if_exists=False)
+            self.progress(f"trial {trial.number} interrupted: its parameters are queued again")
 
 
 class ErrorRecorder(Callback):

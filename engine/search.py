@@ -23,7 +23,6 @@ from storage import load_study, normalize_url, open_storage, redact, schema
 __all__ = ["SearchOutcome", "prepare_study", "run_search"]
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-_INTERRUPTED = "interrupted: the search stopped while this trial was running; re-queued"
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ def prepare_study(spec: SearchSpec, url: str, data: DataBundle) -> optuna.Study:
             "classes": list(data.classes), "mean": list(data.mean), "std": list(data.std)})
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
         if t.state == TrialState.RUNNING:
-            storage.set_trial_user_attr(t._trial_id, schema.TRIAL_FAIL_REASON, _INTERRUPTED)
+            storage.set_trial_user_attr(t._trial_id, schema.TRIAL_FAIL_REASON, schema.INTERRUPTED_REASON)
             storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             study.enqueue_trial(t.params, skip_if_exists=False)
     return study
@@ -88,7 +87,7 @@ def prepare_study(spec: SearchSpec, url: str, data: DataBundle) -> optuna.Study:
 
 def _finished_count(study: optuna.Study) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False, states=_FINISHED)
-               if t.user_attrs.get(schema.TRIAL_FAIL_REASON) != _INTERRUPTED)
+               if t.user_attrs.get(schema.TRIAL_FAIL_REASON) != schema.INTERRUPTED_REASON)
 
 
 def _init_ray(spec: SearchSpec, data: DataBundle, address: str | None) -> bool:
@@ -223,8 +222,8 @@ def run_search(spec: SearchSpec, *, storage_url: str | None = None, n_trials: in
                                       callbacks=[ErrorRecorder(bridge)],
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
-        tuner.fit()
-        bridge.sweep("worker lost: the trial ended without a final report")
+        tuner.fit()  # returns early (no exception) when Tune is interrupted by SIGINT
+        bridge.sweep()
     finally:
         stack.close()  # stops the estimator subprocess
         if started:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
-import os
 import importlib.util
+import os
 import re
 from dataclasses import dataclass
 from typing import Any

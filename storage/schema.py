@@ -7,6 +7,7 @@ sides cannot drift apart. Values are JSON-serialisable.
 from __future__ import annotations
 
 __all__ = [
+    "INTERRUPTED_REASON",
     "METRICS",
     "STUDY_CONSTRAINTS",
     "STUDY_DATA",
@@ -59,6 +60,9 @@ TRIAL_SWITCHED_AT = "switched_at"  # first epoch trained with SGD (DualOpT), or 
 TRIAL_DEVICE = "device"
 TRIAL_TRAINED = "trained"  # False for candidates rejected before training (over a cap)
 TRIAL_FAIL_REASON = "fail_reason"
+# The fail_reason of a trial cut off by a stopped search (Ctrl-C, kill -9 of the driver): its
+# parameters are queued again, and it does not count towards the trial budget.
+INTERRUPTED_REASON = "interrupted: the search stopped while this trial was running; re-queued"
 TRIAL_STATE_REASON = "state_reason"  # why a trial was pruned or is infeasible
 TRIAL_CONSTRAINT_VIOLATIONS = "constraint_violations"  # list[float], <= 0 means satisfied
 TRIAL_WEIGHTS = "weights_artifact_id"

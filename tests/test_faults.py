@@ -127,3 +127,30 @@ def test_worker_killed_mid_trial_is_fail_and_the_study_completes(tmp_path):
     assert trials[0].state == TrialState.FAIL
     assert trials[0].user_attrs[schema.TRIAL_FAIL_REASON].startswith("worker error:")
     assert [t.state for t in trials[1:]] == [TrialState.COMPLETE, TrialState.COMPLETE]
+
+
+def test_ctrl_c_stops_cleanly_and_requeues_the_running_trial(tmp_path):
+    f = write_spec(tmp_path / "c.yaml", _slow_spec("ctrlc", 3))
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    before = _ray_pids()
+    proc = _spawn(f, url, tmp_path)
+    try:
+        _wait_for(proc, "trial 0 epoch 1/4")
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # The driver's own shutdown stopped every Ray process it started.
+    deadline = time.time() + 20
+    while (_ray_pids() - before) and time.time() < deadline:
+        time.sleep(0.5)
+    leftover = _ray_pids() - before
+    _kill_new_ray(before)
+    assert not leftover, "Ray processes left running after Ctrl-C"
+    trials = load_study(url, "ctrlc").trials
+    assert trials[0].state == TrialState.FAIL
+    assert trials[0].user_attrs[schema.TRIAL_FAIL_REASON] == schema.INTERRUPTED_REASON
+    waiting = [t for t in trials if t.state == TrialState.WAITING]
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [trials[0].params]
+    assert "interrupted" in out
