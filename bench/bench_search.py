@@ -70,7 +70,7 @@ def run_one(dataset: str, method: str, seed: int, trials: int, cifar_zip: str | 
             workdir: Path) -> tuple[float, float, dict]:
     sampler, scheduler = METHODS[method]
     raw = _space(dataset, cifar_zip)
-    name = f"{dataset}-{method}-{seed}"
+    name = f"{dataset}-{method.replace('+', '-')}-{seed}"
     raw.update({"study": {"name": name},
                 "search": {"sampler": sampler, "scheduler": scheduler, "n_trials": trials,
                            "max_concurrent": 2, "seed": seed,

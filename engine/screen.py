@@ -44,15 +44,18 @@ class CandidateScreen:
         gpu_ram_mb: Cap on peak training memory, MiB (None = no cap).
         max_params: Cap on the parameter count (None = no cap).
         predictor: A MemoryPredictor, or None to skip memory prediction.
+        node_mem_mb: The most GPU memory one node of the cluster offers (its gpu_mem_mb Ray
+            resource); a candidate needing more could never be placed and would wait forever.
     """
 
     def __init__(self, data: DataBundle, *, gpu_ram_mb: float | None, max_params: int | None,
-                 predictor=None):
+                 predictor=None, node_mem_mb: float | None = None):
         self.dims = {"in_channels": data.in_channels, "image_size": data.image_size,
                      "num_classes": data.num_classes}
         self.gpu_ram_mb = gpu_ram_mb
         self.max_params = max_params
         self.predictor = predictor
+        self.node_mem_mb = node_mem_mb
 
     def __call__(self, cfg: TrialConfig) -> Screening:
         from engine.models import create_model
@@ -77,6 +80,11 @@ class CandidateScreen:
             violations["gpu_ram_mb"] = peak - self.gpu_ram_mb
             if peak > self.gpu_ram_mb:
                 reasons.append(f"predicted {peak:.0f} MB > cap {self.gpu_ram_mb:.0f} MB")
+        if self.node_mem_mb is not None:
+            violations["node_gpu_mem_mb"] = peak - self.node_mem_mb
+            if peak > self.node_mem_mb:
+                reasons.append(f"predicted {peak:.0f} MB > {self.node_mem_mb:.0f} MB, the most GPU "
+                               "memory any node of the cluster offers")
         if self.max_params is not None:
             violations["max_params"] = float(params - self.max_params)
             if params > self.max_params:

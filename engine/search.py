@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from engine.data import DataBundle, load_data
 from engine.errors import ResourceError, StorageError
+from engine.sampling import make_sampler, make_scheduler
 from engine.space import SearchSpace
 from engine.spec import SearchSpec, spec_hash
 from storage import load_study, normalize_url, open_storage, redact, schema
@@ -34,17 +35,6 @@ class SearchOutcome:
     n_new: int
     seconds: float
     pareto: list[int]
-
-
-def _make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
-    # Constraints reach TPE and NSGA-II through Trial.set_constraint (see engine.bridge).
-    s = spec.search
-    if s.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=s.seed)
-    if s.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=s.seed, population_size=max(4, min(50, s.n_trials // 2)))
-    return optuna.samplers.TPESampler(seed=s.seed, multivariate=True,
-                                      n_startup_trials=max(2, min(10, s.n_trials // 3)))
 
 
 def prepare_study(spec: SearchSpec, url: str, data: DataBundle) -> optuna.Study:
@@ -66,7 +56,7 @@ def prepare_study(spec: SearchSpec, url: str, data: DataBundle) -> optuna.Study:
                 f"study {name!r} in {redact(url)} was begun with a different search space "
                 f"(spec hash {old} != {h}); to start a new study, change study.name in the spec "
                 "(or pass --study NEW_NAME); to continue the old one, restore its spec")
-    study = optuna.create_study(study_name=name, storage=storage, sampler=_make_sampler(spec),
+    study = optuna.create_study(study_name=name, storage=storage, sampler=make_sampler(spec),
                                 directions=spec.directions, load_if_exists=True)
     if existing is None:
         study.set_user_attr(schema.STUDY_SPEC_HASH, h)
@@ -123,6 +113,15 @@ def _gpu_memory_resource() -> dict[str, float]:
     return {GPU_MEM: total // 2**20}  # Ray resources are whole numbers
 
 
+def _largest_node_offer() -> float | None:
+    """The largest gpu_mem_mb any live node offers (None when no node offers it)."""
+    import ray
+
+    offers = [n["Resources"].get(GPU_MEM) for n in ray.nodes() if n.get("Alive")]
+    offers = [o for o in offers if o]
+    return max(offers) if offers else None
+
+
 def _trial_resources(spec: SearchSpec):
     """Per-trial Ray resources; where the cluster offers gpu_mem_mb, the predicted memory too."""
     import ray
@@ -169,7 +168,6 @@ def run_search(spec: SearchSpec, *, storage_url: str | None = None, n_trials: in
     """
     import ray
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
     from engine.bridge import ErrorRecorder, OptunaBridge
@@ -199,18 +197,14 @@ def run_search(spec: SearchSpec, *, storage_url: str | None = None, n_trials: in
         _check_resources(spec)
         predictor = stack.enter_context(MemoryPredictor())
         screen = CandidateScreen(data, gpu_ram_mb=spec.constraints.gpu_ram_mb,
-                                 max_params=spec.constraints.max_params, predictor=predictor)
+                                 max_params=spec.constraints.max_params, predictor=predictor,
+                                 node_mem_mb=_largest_node_offer())
         bridge = OptunaBridge(study, SearchSpace(spec), spec.objective_names, n_trials=todo,
                               epochs=spec.train.epochs, progress=progress, screen=screen)
         ctx = TrialContext(storage_url=url, study_name=spec.study.name, cpus=spec.resources.cpus,
                            gpus=spec.resources.gpus, gpu_ram_mb=spec.constraints.gpu_ram_mb,
                            max_params=spec.constraints.max_params)
-        if spec.search.scheduler == "asha":
-            scheduler = ASHAScheduler(time_attr="epoch", max_t=spec.train.epochs,
-                                      grace_period=min(spec.search.asha.grace_period, spec.train.epochs),
-                                      reduction_factor=spec.search.asha.reduction_factor)
-        else:
-            scheduler = FIFOScheduler()
+        scheduler = make_scheduler(spec)
         trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, ctx=ctx),
                                         _trial_resources(spec))
         tuner = tune.Tuner(

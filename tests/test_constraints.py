@@ -59,28 +59,39 @@ from engine.spec import SearchSpec
 from storage import load_study
 spec = SearchSpec.model_validate(json.loads(sys.argv[1]))
 # A node offering 3 MiB of 'GPU memory': two trials asking 2 MiB each (1.3 MiB predicted,
-# rounded up) cannot run at the same time, though there are CPUs for both.
+# rounded up) cannot run at the same time, though there are CPUs for both; the third candidate
+# (final_dim 64, ~9 MiB) could never be placed and must be refused, not left pending.
 ray.init(address="local", num_cpus=2, resources={"gpu_mem_mb": 3}, include_dashboard=False,
          log_to_driver=False, object_store_memory=128 * 2**20)
 try:
+    from engine.data import load_data
+    from engine.search import prepare_study
+    study = prepare_study(spec, sys.argv[2], load_data(spec.data.request()))
+    for fd in (16, 64, 16):
+        study.enqueue_trial({"wavemix.final_dim": fd})
     run_search(spec, storage_url=sys.argv[2], progress=lambda _: None)
 finally:
     ray.shutdown()
-spans = [(t.user_attrs["run_started_at"], t.datetime_complete.timestamp()) for t in
-         load_study(sys.argv[2], spec.study.name).trials]
-print("SPANS", json.dumps(spans))
+trials = load_study(sys.argv[2], spec.study.name).trials
+spans = [(t.user_attrs["run_started_at"], t.datetime_complete.timestamp()) for t in trials
+         if t.user_attrs.get("trained")]
+reasons = [t.user_attrs.get("state_reason") for t in trials if not t.user_attrs.get("trained")]
+print("SPANS", json.dumps({"spans": spans, "refused": reasons}))
 """
 
 
 def test_trials_are_packed_by_predicted_memory(tmp_path):
-    raw = tiny_spec_dict("pack", model={"wavemix": {"final_dim": 16, "depth": 2}},
+    raw = tiny_spec_dict("pack", model={"wavemix": {"final_dim": {"type": "categorical",
+                                                                  "choices": [16, 64]},
+                                                    "depth": 2}},
                          train={"epochs": 2, "switch_epoch": 1},
-                         search={"sampler": "random", "n_trials": 2, "max_concurrent": 2})
+                         search={"sampler": "random", "n_trials": 3, "max_concurrent": 2})
     url = f"sqlite:///{tmp_path / 'pack.db'}"
     proc = subprocess.run([sys.executable, "-c", PACKING, json.dumps(raw), url], cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    spans = json.loads(proc.stdout.split("SPANS", 1)[1])
-    (s0, e0), (s1, e1) = sorted(spans)
+    got = json.loads(proc.stdout.split("SPANS", 1)[1])
+    assert len(got["refused"]) == 1 and "the most GPU memory any node" in got["refused"][0]
+    (s0, e0), (s1, e1) = sorted(got["spans"])
     assert s1 >= e0 - 0.5, f"trials overlapped although together they exceed the node: {spans}"

@@ -160,3 +160,22 @@ def test_yaml_roundtrip_of_quickstart_is_stable():
     a = SearchSpec.model_validate(raw)
     b = SearchSpec.model_validate(a.model_dump(mode="json"))
     assert a == b
+
+
+def test_sampler_and_scheduler_choices_agree_with_registries():
+    from typing import get_args
+
+    from engine.sampling import SAMPLERS, SCHEDULERS
+    from engine.spec import SearchSettings
+
+    fields = SearchSettings.model_fields
+    assert set(get_args(fields["sampler"].annotation)) == set(SAMPLERS.names())
+    assert set(get_args(fields["scheduler"].annotation)) == set(SCHEDULERS.names())
+
+
+def test_dataset_names_agree_with_registry(tmp_path):
+    from engine.data import DATASETS
+
+    for name in DATASETS.names():
+        spec = tiny_spec_dict(data={"dataset": name, "root": str(tmp_path)})
+        assert load_spec(write_spec(tmp_path / f"{name}.yaml", spec)).data.dataset == name

@@ -15,13 +15,16 @@ Boundary handling:
   samples for a filter of length L, which breaks every multi-level block (the up-sampled
   coarse level no longer matches the finer one); periodization returns exactly
   ``ceil(H / 2)`` and keeps the transform orthogonal, hence lossless, for orthogonal wavelets.
+  Unlike pytorch_wavelets' version, maps shorter than the filter wrap around fully and an
+  odd side gets its true gradient (pytorch_wavelets drops the repeated sample's share).
 
-Why a grouped convolution wrapped in an autograd Function for Haar: measured on 2 CPU
-threads (batch 64, forward + backward), the stride-2 grouped conv is 1.4-2.3x faster than
-pytorch_wavelets and faster than strided slicing on maps of 32x32 and larger, but autograd
-would keep its input for backward. The transform is linear and fixed, so the backward needs
-only the filters: the custom Function saves nothing, as pytorch_wavelets does. Slicing wins
-on small maps, where the whole transform costs well under a millisecond (see bench/).
+Why strided slices in an autograd Function for Haar: measured forward + backward on 2 and 1
+CPU threads (batch 64, 8x8 to 32x32 maps, bench/bench_models.py), the four-slice butterfly
+written band by band into its output is as fast as or up to 5x faster than a stride-2 grouped
+convolution with four fixed 2x2 kernels, and 1.5-3x faster than pytorch_wavelets. Plain autograd
+through the slices would be slower in backward (strided scatters) and a grouped conv would
+keep its input for backward; the transform is linear and orthonormal, so the custom backward
+is simply the inverse transform and nothing is saved, as with pytorch_wavelets.
 """
 
 from __future__ import annotations
@@ -39,12 +42,11 @@ __all__ = [
     "haar_dwt",
     "haar_idwt",
     "multilevel",
+    "periodized_dwt",
     "wavelet_filters",
 ]
 
 HAAR_NAMES = ("haar", "db1")
-# Below this many pixels per map the slicing form is faster than the grouped conv (2 threads).
-_SLICE_BELOW_PIXELS = 24 * 24
 
 
 @cache
@@ -71,76 +73,68 @@ def wavelet_filters(wavelet: str) -> torch.Tensor:
     return k.unsqueeze(1).float()  # (4, 1, L, L)
 
 
+def _analysis(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W), H, W even -> (B, C, 4, H/2, W/2), written band by band (no stack copy)."""
+    b, c, h, w = x.shape
+    y = x.new_empty(b, c, 4, h // 2, w // 2)
+    p, q = x[..., 0::2, 0::2], x[..., 0::2, 1::2]  # top-left, top-right of each 2x2 block
+    r, s = x[..., 1::2, 0::2], x[..., 1::2, 1::2]  # bottom-left, bottom-right
+    s_top, d_top, s_bot, d_bot = p + q, p - q, r + s, r - s
+    torch.add(s_top, s_bot, out=y[:, :, 0])  # LL
+    torch.sub(s_top, s_bot, out=y[:, :, 1])  # band0: low along W, high along H
+    torch.add(d_top, d_bot, out=y[:, :, 2])  # band1: high along W, low along H
+    torch.sub(d_top, d_bot, out=y[:, :, 3])  # band2: high along both
+    return y.mul_(0.5)
+
+
+def _synthesis(y: torch.Tensor) -> torch.Tensor:
+    """Inverse (and adjoint: the transform is orthonormal) of :func:`_analysis`."""
+    b, c, _, h, w = y.shape
+    ll, b0, b1, b2 = y.unbind(2)
+    s_top, s_bot, d_top, d_bot = ll + b0, ll - b0, b1 + b2, b1 - b2
+    x = y.new_empty(b, c, h, 2, w, 2)  # (row in block, column in block) interleaved
+    torch.add(s_top, d_top, out=x[:, :, :, 0, :, 0])
+    torch.sub(s_top, d_top, out=x[:, :, :, 0, :, 1])
+    torch.add(s_bot, d_bot, out=x[:, :, :, 1, :, 0])
+    torch.sub(s_bot, d_bot, out=x[:, :, :, 1, :, 1])
+    return x.view(b, c, 2 * h, 2 * w).mul_(0.5)
+
+
 class _HaarAnalysis(torch.autograd.Function):
-    """Grouped-conv Haar analysis; backward is the (exact) synthesis, nothing is saved."""
+    """Haar analysis whose backward is the synthesis: nothing is saved for backward."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        c = x.shape[1]
-        ctx.save_for_backward(weight)  # the 16-number filter bank, not the activation
-        return F.conv2d(x, weight.to(x.dtype).repeat(c, 1, 1, 1), stride=2, groups=c)
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return _analysis(x)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (weight,) = ctx.saved_tensors
-        return haar_synthesis(grad, weight), None
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return _HaarSynthesis.apply(grad)
 
 
 class _HaarSynthesis(torch.autograd.Function):
-    """Grouped transposed-conv Haar synthesis (the inverse and the adjoint of the analysis)."""
+    """Haar synthesis whose backward is the analysis (double backward works too)."""
 
     @staticmethod
-    def forward(ctx, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        c = y.shape[1] // 4
-        ctx.save_for_backward(weight)
-        return F.conv_transpose2d(y, weight.to(y.dtype).repeat(c, 1, 1, 1), stride=2, groups=c)
+    def forward(ctx, y: torch.Tensor) -> torch.Tensor:
+        return _synthesis(y)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (weight,) = ctx.saved_tensors
-        return haar_analysis(grad, weight), None
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return _HaarAnalysis.apply(grad)
 
 
-def haar_analysis(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) with H, W even -> (B, 4C, H/2, W/2), channels C-major, bands minor."""
-    return _HaarAnalysis.apply(x, weight)
-
-
-def haar_synthesis(y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """(B, 4C, H/2, W/2) -> (B, C, H, W); the inverse of :func:`haar_analysis`."""
-    return _HaarSynthesis.apply(y, weight)
-
-
-def _haar_sliced(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W), H, W even -> (B, C, 4, H/2, W/2) by strided slices (no saved tensors)."""
-    a = x[..., 0::2, 0::2]  # top-left of each 2x2 block
-    b = x[..., 0::2, 1::2]  # top-right
-    c = x[..., 1::2, 0::2]  # bottom-left
-    d = x[..., 1::2, 1::2]  # bottom-right
-    s_ab, d_ab, s_cd, d_cd = a + b, a - b, c + d, c - d
-    return torch.stack((s_ab + s_cd, s_ab - s_cd, d_ab + d_cd, d_ab - d_cd), dim=2) * 0.5
-
-
-def haar_dwt(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """One Haar level, mode "zero". x: (B, C, H, W) -> (B, C, 4, ceil(H/2), ceil(W/2)).
-
-    Args:
-        x: Input map.
-        weight: ``wavelet_filters("haar")`` on x's device (any dtype; cast to x's).
-    """
+def haar_dwt(x: torch.Tensor) -> torch.Tensor:
+    """One Haar level, mode "zero". x: (B, C, H, W) -> (B, C, 4, ceil(H/2), ceil(W/2))."""
     h, w = x.shape[-2:]
     if h % 2 or w % 2:
         x = F.pad(x, (0, w % 2, 0, h % 2))  # zeros at the end, as pytorch_wavelets
-    b, c, h, w = x.shape
-    if h * w < _SLICE_BELOW_PIXELS:
-        return _haar_sliced(x)
-    return haar_analysis(x, weight).view(b, c, 4, h // 2, w // 2)
+    return _HaarAnalysis.apply(x)
 
 
-def haar_idwt(y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def haar_idwt(y: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`haar_dwt` for even sizes. y: (B, C, 4, H', W') -> (B, C, 2H', 2W')."""
-    b, c, _, h, w = y.shape
-    return haar_synthesis(y.reshape(b, 4 * c, h, w), weight)
+    return _HaarSynthesis.apply(y)
 
 
 def _circular_pad(x: torch.Tensor, before: int, after: int, dim: int) -> torch.Tensor:
@@ -167,8 +161,8 @@ def periodized_dwt(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 class DWT(nn.Module):
     """One level of a 2-D DWT in the packed layout ``(B, C, 4, ceil(H/2), ceil(W/2))``.
 
-    The filters are a non-persistent buffer: they follow ``.to()``/``.double()`` but stay out
-    of checkpoints (they are a function of ``wavelet``).
+    Haar needs no filters. Other wavelets keep theirs in a non-persistent buffer: it follows
+    ``.to()``/``.double()`` but stays out of checkpoints (it is a function of ``wavelet``).
 
     Args:
         wavelet: "haar"/"db1" (fast path, mode "zero") or any pywt wavelet name
@@ -179,11 +173,12 @@ class DWT(nn.Module):
         super().__init__()
         self.wavelet = wavelet
         self.is_haar = wavelet in HAAR_NAMES
-        self.register_buffer("weight", wavelet_filters(wavelet), persistent=False)
+        filters = None if self.is_haar else wavelet_filters(wavelet)
+        self.register_buffer("weight", filters, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.is_haar:
-            return haar_dwt(x, self.weight)
+            return haar_dwt(x)
         return periodized_dwt(x, self.weight)
 
     def extra_repr(self) -> str:
@@ -193,12 +188,8 @@ class DWT(nn.Module):
 class HaarIDWT(nn.Module):
     """Inverse one-level Haar DWT: ``(B, C, 4, H', W') -> (B, C, 2H', 2W')``."""
 
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("weight", wavelet_filters("haar"), persistent=False)
-
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return haar_idwt(y, self.weight)
+        return haar_idwt(y)
 
 
 def multilevel(dwt: DWT, x: torch.Tensor, levels: int) -> tuple[torch.Tensor, list[torch.Tensor]]:

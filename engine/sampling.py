@@ -1,0 +1,101 @@
+"""Registries of samplers (Optuna) and trial schedulers (Ray Tune) a spec can name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.study import StudyDirection
+
+from engine.registry import Registry
+from engine.spec import SearchSpec
+
+__all__ = ["SAMPLERS", "SCHEDULERS", "CurveAwareTPESampler", "make_sampler", "make_scheduler"]
+
+SAMPLERS: Registry[Any] = Registry("sampler")
+SCHEDULERS: Registry[Any] = Registry("scheduler")
+
+
+class _CurveDirectionView:
+    """A study seen through the direction of its learning curve (validation accuracy)."""
+
+    def __init__(self, study: optuna.Study, direction: StudyDirection):
+        self._study = study
+        self.direction = direction
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+
+class CurveAwareTPESampler(optuna.samplers.TPESampler):
+    """TPE that also works on multi-objective studies with PRUNED trials.
+
+    Optuna 5.0's TPE ranks pruned trials by their last intermediate value and asks
+    ``study.direction`` for its sense, which a multi-objective study refuses (RuntimeError), so
+    ASHA-pruned trials crash the sampler. Our intermediate values are always validation
+    accuracy: the sampler sees the study through that metric's direction.
+    """
+
+    def __init__(self, *, curve_direction: str = "maximize", **kwargs: Any):
+        super().__init__(**kwargs)
+        self._curve_direction = (StudyDirection.MAXIMIZE if curve_direction == "maximize"
+                                 else StudyDirection.MINIMIZE)
+
+    def _view(self, study: optuna.Study) -> Any:
+        return _CurveDirectionView(study, self._curve_direction) if len(study.directions) > 1 else study
+
+    def sample_relative(self, study, trial, search_space):
+        return super().sample_relative(self._view(study), trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return super().sample_independent(self._view(study), trial, param_name, param_distribution)
+
+
+def _accuracy_direction(spec: SearchSpec) -> str:
+    return next((o.direction for o in spec.objectives if o.metric == "val_accuracy"), "maximize")
+
+
+@SAMPLERS.register("tpe")
+def _tpe(spec: SearchSpec) -> optuna.samplers.BaseSampler:
+    s = spec.search
+    return CurveAwareTPESampler(seed=s.seed, multivariate=True, group=len(spec.model) > 1,
+                                n_startup_trials=max(2, min(10, s.n_trials // 3)),
+                                curve_direction=_accuracy_direction(spec))
+
+
+@SAMPLERS.register("nsga2")
+def _nsga2(spec: SearchSpec) -> optuna.samplers.BaseSampler:
+    s = spec.search
+    return optuna.samplers.NSGAIISampler(seed=s.seed, population_size=max(4, min(50, s.n_trials // 2)))
+
+
+@SAMPLERS.register("random")
+def _random(spec: SearchSpec) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=spec.search.seed)
+
+
+@SCHEDULERS.register("fifo")
+def _fifo(spec: SearchSpec) -> Any:
+    from ray.tune.schedulers import FIFOScheduler
+
+    return FIFOScheduler()
+
+
+@SCHEDULERS.register("asha")
+def _asha(spec: SearchSpec) -> Any:
+    from ray.tune.schedulers import ASHAScheduler
+
+    a, epochs = spec.search.asha, spec.train.epochs
+    return ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=min(a.grace_period, epochs),
+                         reduction_factor=a.reduction_factor)
+
+
+def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler a spec names. Constraints reach TPE and NSGA-II through
+    ``Trial.set_constraint`` (see engine.bridge), not through a constraints function."""
+    return SAMPLERS.get(spec.search.sampler)(spec)
+
+
+def make_scheduler(spec: SearchSpec) -> Any:
+    """The Ray Tune trial scheduler a spec names."""
+    return SCHEDULERS.get(spec.search.scheduler)(spec)
