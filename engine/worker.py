@@ -99,6 +99,7 @@ def run_trial(config: dict[str, Any], data: DataBundle, ctx: TrialContext) -> No
         # Size and predicted memory come from the driver's screening (engine.screen).
         base.update(config["screen"])
         if use_cuda:
+            _enforce_cap(ctx)
             torch.cuda.reset_peak_memory_stats()
 
         def on_epoch(r: EpochReport) -> None:
@@ -116,10 +117,14 @@ def run_trial(config: dict[str, Any], data: DataBundle, ctx: TrialContext) -> No
     except TrialFailure as e:
         tune.report({**base, "epoch": last_epoch, "failed": True, "fail_reason": str(e)})
     except torch.OutOfMemoryError as e:
+        # Over the cap (or the device): recorded infeasible so the sampler learns from it;
+        # Tune discards this worker process, and with it the CUDA caching allocator's state.
+        peak = torch.cuda.max_memory_allocated() / 2**20 if use_cuda else 0.0
+        cap = ctx.gpu_ram_mb if ctx.gpu_ram_mb is not None else peak
         tune.report({**base, "epoch": last_epoch, "infeasible": True,
-                     "state_reason": f"out of memory while training on {device}: "
-                                     f"{str(e).splitlines()[0]}",
-                     "constraint_violations": {"gpu_ram_mb": 1.0}})
+                     "state_reason": f"out of memory while training on {device} (allocated "
+                                     f"{peak:.0f} MB at the failure): {str(e).splitlines()[0]}",
+                     "constraint_violations": {"gpu_ram_mb": max(1.0, peak - cap)}})
     except WaveSearchError as e:
         tune.report({**base, "epoch": last_epoch, "failed": True, "fail_reason": str(e)})
     except Exception as e:  # recorded, not raised: the study must go on (STYLE rule 8)
@@ -127,6 +132,15 @@ def run_trial(config: dict[str, Any], data: DataBundle, ctx: TrialContext) -> No
         tune.report({**base, "epoch": last_epoch, "failed": True,
                      "fail_reason": f"{type(e).__name__}: {e} (at {os.path.basename(where.filename)}:"
                                     f"{where.lineno})"})
+
+
+def _enforce_cap(ctx: TrialContext) -> None:
+    """Limit this process's CUDA allocations to the spec's cap: beyond it PyTorch raises
+    OutOfMemoryError, which the trial records as infeasible."""
+    if ctx.gpu_ram_mb is None or not torch.cuda.is_available():
+        return
+    total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, ctx.gpu_ram_mb * 2**20 / total))
 
 
 def _augmenter(cfg: TrialConfig):

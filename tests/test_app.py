@@ -49,6 +49,23 @@ def test_export_page_offers_the_checkpoint_as_a_download(finished_search, monkey
     assert sum(p.numel() for p in model.parameters()) == best.user_attrs[schema.TRIAL_PARAM_COUNT]
 
 
+def test_curves_page_marks_the_optimizer_switch(finished_search, monkeypatch):
+    _, url, _, _ = finished_search
+    at = _page("curves.py", url, monkeypatch).run()
+    assert not at.exception
+    study = load_study(url, "e2e")
+    front = sorted(t.number for t in study.best_trials)
+    assert sorted(at.multiselect(key="curve_trials").value) == front  # default: the Pareto trials
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    lines = [tr for tr in fig["data"] if tr["mode"] == "lines+markers"]
+    switches = [tr for tr in fig["data"] if tr["name"].endswith("switch")]
+    assert len(lines) == len(front) == len(switches)
+    for num, line, mark in zip(front, lines, switches, strict=True):
+        t = study.trials[num]
+        assert line["y"] == [t.intermediate_values[e] for e in (1, 2, 3)]
+        assert mark["x"] == [t.user_attrs[schema.TRIAL_SWITCHED_AT]]
+
+
 def test_pages_report_storage_problems_without_tracebacks(monkeypatch, tmp_path):
     at = _page("pareto.py", "not-a-url", monkeypatch).run()
     assert not at.exception

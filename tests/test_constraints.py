@@ -94,4 +94,4 @@ def test_trials_are_packed_by_predicted_memory(tmp_path):
     got = json.loads(proc.stdout.split("SPANS", 1)[1])
     assert len(got["refused"]) == 1 and "the most GPU memory any node" in got["refused"][0]
     (s0, e0), (s1, e1) = sorted(got["spans"])
-    assert s1 >= e0 - 0.5, f"trials overlapped although together they exceed the node: {spans}"
+    assert s1 >= e0 - 0.5, f"trials overlapped although together they exceed the node: {got}"
