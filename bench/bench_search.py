@@ -25,7 +25,8 @@ from engine.search import run_search
 from engine.spec import SearchSpec
 from storage import load_study, schema
 
-METHODS = {"tpe+asha": ("tpe", "asha"), "random+fifo": ("random", "fifo")}
+METHODS = {"tpe+asha": ("tpe", "asha"), "tpe+pareto_asha": ("tpe", "pareto_asha"),
+           "random+fifo": ("random", "fifo")}
 
 
 def _space(dataset: str, cifar_zip: str | None) -> dict:
@@ -98,31 +99,35 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--trials", type=int, default=16)
     ap.add_argument("--cifar-zip", default="../shared/data/cifar10-jpeg.zip")
+    ap.add_argument("--arms", nargs="+", default=["tpe+asha:1", "tpe+asha:2"],
+                    help="METHOD:K, compared with random+fifo at K times its trials")
     args = ap.parse_args()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              object_store_memory=256 * 2**20)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            print(f"{args.trials} trials per search (x2: {2 * args.trials}), 2 concurrent, "
-                  "2-core CPU; HV with memory scaled by the cap, reference (cap, 0)\n")
-            print("| data | seed | random+fifo HV (epochs) | tpe+asha HV (epochs) | ratio | "
-                  "tpe+asha x2 trials HV (epochs) | ratio |")
-            print("|---|---|---|---|---|---|---|")
+            arms = [(m, int(k)) for m, k in (a.split(":") for a in args.arms)]
+            print(f"{args.trials} trials per search (xK: K times as many), 2 concurrent, 2-core "
+                  "CPU; HV with memory scaled by the cap, reference (cap, 0); "
+                  "in brackets: epochs trained, trials pruned\n")
+            print("| data | seed | random+fifo HV | " + " | ".join(
+                f"{m} x{k} HV | ratio" for m, k in arms) + " |")
+            print("|---|---|---|" + "---|---|" * len(arms))
             for ds in args.datasets:
-                same, double = [], []
+                ratios: dict[int, list[float]] = {i: [] for i in range(len(arms))}
                 for seed in args.seeds:
                     r, _, r_info = run_one(ds, "random+fifo", seed, args.trials, args.cifar_zip, Path(tmp))
-                    a, _, a_info = run_one(ds, "tpe+asha", seed, args.trials, args.cifar_zip, Path(tmp))
-                    d, _, d_info = run_one(ds, "tpe+asha", seed, 2 * args.trials, args.cifar_zip,
-                                           Path(tmp), tag="x2")
-                    same.append(a / r if r else float("inf"))
-                    double.append(d / r if r else float("inf"))
-                    print(f"| {ds} | {seed} | {r:.4f} ({r_info['epochs']}) | {a:.4f} "
-                          f"({a_info['epochs']}, {a_info.get('PRUNED', 0)} pruned) | {same[-1]:.2f}x | "
-                          f"{d:.4f} ({d_info['epochs']}, {d_info.get('PRUNED', 0)} pruned) | "
-                          f"{double[-1]:.2f}x |", flush=True)
-                print(f"| {ds} | mean | | | {statistics.mean(same):.2f}x | | "
-                      f"{statistics.mean(double):.2f}x |", flush=True)
+                    cells = [f"{r:.4f} ({r_info['epochs']})"]
+                    for i, (method, k) in enumerate(arms):
+                        v, _, info = run_one(ds, method, seed, k * args.trials, args.cifar_zip,
+                                             Path(tmp), tag=f"x{k}")
+                        ratios[i].append(v / r if r else float("inf"))
+                        cells += [f"{v:.4f} ({info['epochs']}, {info.get('PRUNED', 0)})",
+                                  f"{ratios[i][-1]:.2f}x"]
+                    print(f"| {ds} | {seed} | " + " | ".join(cells) + " |", flush=True)
+                print(f"| {ds} | mean | | " + " | ".join(
+                    f"| {statistics.mean(ratios[i]):.2f}x" for i in range(len(arms))) + " |",
+                    flush=True)
     finally:
         ray.shutdown()
 

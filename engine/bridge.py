@@ -81,7 +81,7 @@ class OptunaBridge(Searcher):
                 continue
             trial.set_user_attr(schema.TRIAL_TUNE_ID, trial_id)
             self.live[trial_id] = trial
-            self.progress(f"trial {trial.number} started: {cfg.family} {shown} "
+            self.progress(f"trial {trial.number} scheduled: {cfg.family} {shown} "
                           f"({verdict.param_count:,} params, {verdict.peak_memory_mb:.1f} MB predicted)")
             return {"trial": cfg.to_dict(), "optuna_trial_id": trial._trial_id,
                     "screen": {"param_count": verdict.param_count,

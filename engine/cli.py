@@ -55,8 +55,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     study = load_study(out.storage_url, out.study_name)
     rows = trial_rows(study)
     states: dict[str, int] = {}
-    for r in rows:
-        states[r.state] = states.get(r.state, 0) + 1
+    for r in rows:  # pareto / dominated / infeasible / pruned / fail / running
+        states[r.category] = states.get(r.category, 0) + 1
     print(f"\nstudy {out.study_name!r}: {len(rows)} trials ({', '.join(f'{v} {k}' for k, v in sorted(states.items()))}) "
           f"in {out.seconds:.1f} s")
     print("Pareto front (feasible best trials):")

@@ -90,6 +90,16 @@ def _asha(spec: SearchSpec) -> Any:
                          reduction_factor=a.reduction_factor)
 
 
+@SCHEDULERS.register("pareto_asha")
+def _pareto_asha(spec: SearchSpec) -> Any:
+    from engine.pareto_asha import ParetoASHAScheduler
+
+    a, epochs = spec.search.asha, spec.train.epochs
+    static = [(o.metric, o.direction) for o in spec.objectives if o.metric != "val_accuracy"]
+    return ParetoASHAScheduler(max_t=epochs, grace_period=min(a.grace_period, epochs),
+                               reduction_factor=a.reduction_factor, static_objectives=static)
+
+
 def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
     """The Optuna sampler a spec names. Constraints reach TPE and NSGA-II through
     ``Trial.set_constraint`` (see engine.bridge), not through a constraints function."""

@@ -183,7 +183,8 @@ class SearchSettings(_Frozen):
     n_trials: int = Field(ge=1, le=100_000)
     max_concurrent: int = Field(1, ge=1, le=1024)
     seed: int = 0
-    scheduler: Literal["fifo", "asha"] = "fifo"
+    # pareto_asha: successive halving that keeps trials not dominated in (accuracy, memory/size)
+    scheduler: Literal["fifo", "asha", "pareto_asha"] = "fifo"
     asha: AshaSpec = AshaSpec()
 
 

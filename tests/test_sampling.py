@@ -39,3 +39,45 @@ def test_curve_aware_tpe_samples_and_prefers_good_curves(direction):
                                  sampler=CurveAwareTPESampler(seed=0, n_startup_trials=2))
     single.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=5)
     assert len(single.trials) == 5
+
+
+class _Trial:
+    """What the scheduler reads of a Tune trial: its id and its config."""
+
+    def __init__(self, tid: str, peak_mb: float):
+        self.trial_id = tid
+        self.config = {"screen": {"peak_memory_mb": peak_mb, "param_count": 0}}
+
+
+def _result(epoch: int, acc: float) -> dict:
+    return {"epoch": epoch, "val_accuracy": acc}
+
+
+def test_pareto_asha_keeps_small_slow_starters_that_asha_would_stop():
+    from ray.tune.schedulers import TrialScheduler
+
+    from engine.pareto_asha import ParetoASHAScheduler
+
+    pareto = ParetoASHAScheduler(max_t=4, grace_period=1, reduction_factor=2,
+                                 static_objectives=[("peak_memory_mb", "minimize")])
+    plain = ParetoASHAScheduler(max_t=4, grace_period=1, reduction_factor=2)  # accuracy only
+    assert pareto.rungs == [1, 2]
+    big, small, worse = _Trial("big", 10.0), _Trial("small", 1.0), _Trial("worse", 12.0)
+    for s in (pareto, plain):
+        assert s.on_trial_result(None, big, _result(1, 0.9)) == TrialScheduler.CONTINUE
+    # The small model starts slower: accuracy alone stops it; memory makes it non-dominated.
+    assert plain.on_trial_result(None, small, _result(1, 0.5)) == TrialScheduler.STOP
+    assert pareto.on_trial_result(None, small, _result(1, 0.5)) == TrialScheduler.CONTINUE
+    # Bigger and less accurate than both others: dominated by 2 of 3 (>= 3/rf), stopped.
+    assert pareto.on_trial_result(None, worse, _result(1, 0.3)) == TrialScheduler.STOP
+    # A trial is judged once per rung; later epochs before the next rung continue.
+    assert pareto.on_trial_result(None, small, _result(1, 0.1)) == TrialScheduler.CONTINUE
+    assert pareto.on_trial_result(None, big, _result(3, float("nan"))) == TrialScheduler.CONTINUE
+
+
+def test_dominance():
+    from engine.pareto_asha import dominates
+
+    assert dominates((1.0, -1.0), (0.5, -2.0))
+    assert not dominates((1.0, -3.0), (0.5, -2.0))
+    assert not dominates((1.0, -1.0), (1.0, -1.0))
