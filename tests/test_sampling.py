@@ -81,3 +81,20 @@ def test_dominance():
     assert dominates((1.0, -1.0), (0.5, -2.0))
     assert not dominates((1.0, -3.0), (0.5, -2.0))
     assert not dominates((1.0, -1.0), (1.0, -1.0))
+
+
+def test_spec_builds_pareto_asha_with_its_static_objectives():
+    from engine.pareto_asha import ParetoASHAScheduler
+    from engine.sampling import make_scheduler
+    from engine.spec import SearchSpec
+    from tests.conftest import tiny_spec_dict
+
+    raw = tiny_spec_dict(search={"scheduler": "pareto_asha", "n_trials": 4,
+                                 "asha": {"grace_period": 1, "reduction_factor": 3}},
+                         train={"epochs": 9},
+                         objectives=[{"metric": "val_accuracy", "direction": "maximize"},
+                                     {"metric": "param_count", "direction": "minimize"}])
+    sched = make_scheduler(SearchSpec.model_validate(raw))
+    assert isinstance(sched, ParetoASHAScheduler)
+    assert sched.rungs == [1, 3] and sched.rf == 3
+    assert sched.static == [("param_count", "minimize")]
