@@ -32,7 +32,7 @@ from engine.augment import AugmentConfig, AugmentParams, BatchAugment
 from engine.data import DataRequest, load_data
 from engine.data.cache import file_sha256
 
-DEFAULT_ZIP = "/work/shared/data/cifar10-jpeg.zip"
+DEFAULT_ZIP = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.zip")
 
 
 def bench_load(zip_path: Path, repeats: int) -> None:
