@@ -14,7 +14,7 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from engine.errors import WaveSearchError  # noqa: E402
-from storage import TrialRow, list_studies, load_study, trial_rows  # noqa: E402
+from storage import TrialRow, list_studies, load_study, memory_cap_mb, trial_rows  # noqa: E402
 
 DEFAULT_STORAGE = "sqlite:///wavesearch.db"
 REFRESH_S = 3  # seconds between refreshes while trials are running
@@ -35,6 +35,11 @@ def cached_studies(url: str) -> list[tuple[str, int, tuple[str, ...]]]:
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
 def cached_rows(url: str, study: str) -> list[TrialRow]:
     return trial_rows(load_study(url, study))
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def cached_cap(url: str, study: str) -> float | None:
+    return memory_cap_mb(load_study(url, study))
 
 
 def pick_study() -> tuple[str, str] | None:

@@ -12,7 +12,14 @@ from storage.backend import (
     open_storage,
     redact,
 )
-from storage.views import TrialRow, best_accuracy_trial, is_feasible, pareto_numbers, trial_rows
+from storage.views import (
+    TrialRow,
+    best_accuracy_trial,
+    is_feasible,
+    memory_cap_mb,
+    pareto_numbers,
+    trial_rows,
+)
 
 __all__ = [
     "SQLArtifactStore",
@@ -22,6 +29,7 @@ __all__ = [
     "is_feasible",
     "list_studies",
     "load_study",
+    "memory_cap_mb",
     "normalize_url",
     "open_storage",
     "pareto_numbers",

@@ -14,7 +14,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from storage import schema
 
-__all__ = ["TrialRow", "best_accuracy_trial", "is_feasible", "pareto_numbers", "trial_rows"]
+__all__ = ["TrialRow", "best_accuracy_trial", "is_feasible", "memory_cap_mb", "pareto_numbers",
+           "trial_rows"]
+
+
+def memory_cap_mb(study: optuna.Study) -> float | None:
+    """The study's per-trial memory cap (MB), if its spec set one."""
+    cap = (study.user_attrs.get(schema.STUDY_CONSTRAINTS) or {}).get("gpu_ram_mb")
+    return float(cap) if isinstance(cap, (int, float)) else None
 
 
 def is_feasible(t: FrozenTrial) -> bool:
@@ -84,7 +91,10 @@ def trial_rows(study: optuna.Study) -> list[TrialRow]:
             number=t.number,
             state=t.state.name,
             family=cfg.get("family"),
-            val_accuracy=_num(ua.get(schema.TRIAL_VAL_ACCURACY)),
+            # A candidate rejected before training has no accuracy (its objective value is a
+            # placeholder for the sampler).
+            val_accuracy=(None if ua.get(schema.TRIAL_TRAINED) is False
+                          else _num(ua.get(schema.TRIAL_VAL_ACCURACY))),
             peak_memory_mb=_num(ua.get(schema.TRIAL_PEAK_MEMORY_MB)),
             param_count=int(pc) if isinstance(pc, (int, float)) else None,
             memory_method=ua.get(schema.TRIAL_MEMORY_METHOD),

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from engine.search import prepare_study, run_search
 from engine.spec import SearchSpec
-from storage import load_study, pareto_numbers, schema
+from storage import load_study, pareto_numbers, schema, trial_rows
 from tests.conftest import ROOT, tiny_spec_dict
 
 pytestmark = pytest.mark.slow
@@ -50,6 +50,8 @@ def test_over_cap_candidates_are_recorded_infeasible_not_trained(ray_local, sqli
         assert t.user_attrs[schema.TRIAL_TRAINED] is True
         assert all(v <= 0 for v in t.constraints.values())
     assert big.number not in pareto_numbers(study)
+    row = {r.number: r for r in trial_rows(study)}[big.number]
+    assert row.category == "infeasible" and row.val_accuracy is None  # shown as not trained
 
 
 PACKING = """

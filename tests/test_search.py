@@ -162,6 +162,7 @@ def test_app_pareto_chart_holds_the_pareto_points(finished_search, monkeypatch):
     assert dominated == {t.number for t in study.trials} - set(front)
     table = at.dataframe[0].value
     assert len(table) == 4
+    assert [sh["x0"] for sh in fig["layout"]["shapes"]] == [512]  # the spec's memory cap
 
 
 def _enqueue(study: optuna.Study, **params) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from app.common import REFRESH_S, cached_rows, pick_study
+from app.common import REFRESH_S, cached_cap, cached_rows, pick_study
 
 STYLE = {  # category -> (label, colour, marker)
     "pareto": ("Pareto front", "#d62728", "star"),
@@ -14,21 +14,28 @@ STYLE = {  # category -> (label, colour, marker)
 }
 
 
-def pareto_figure(rows) -> go.Figure:
-    """Scatter of validation accuracy vs peak memory, one trace per category."""
+def pareto_figure(rows, cap_mb: float | None = None) -> go.Figure:
+    """Scatter of validation accuracy vs peak memory, one trace per category; candidates
+    rejected before training sit at accuracy 0; the memory cap is a dashed line."""
     fig = go.Figure()
     for cat, (label, colour, marker) in STYLE.items():
-        pts = sorted((r for r in rows if r.category == cat and r.val_accuracy is not None
-                      and r.peak_memory_mb is not None), key=lambda r: r.peak_memory_mb)
+        pts = sorted((r for r in rows if r.category == cat and r.peak_memory_mb is not None
+                      and (r.val_accuracy is not None or cat == "infeasible")),
+                     key=lambda r: r.peak_memory_mb)
         fig.add_trace(go.Scatter(
-            x=[r.peak_memory_mb for r in pts], y=[r.val_accuracy for r in pts],
+            x=[r.peak_memory_mb for r in pts], y=[r.val_accuracy or 0.0 for r in pts],
             mode="lines+markers" if cat == "pareto" else "markers",
             line={"shape": "hv"} if cat == "pareto" else None,
             name=label, marker={"color": colour, "symbol": marker, "size": 11},
-            customdata=[[r.number, r.family, r.param_count] for r in pts],
-            hovertemplate="trial %{customdata[0]} (%{customdata[1]})<br>val acc %{y:.4f}<br>"
+            customdata=[[r.number, r.family, r.param_count,
+                         "not trained" if r.val_accuracy is None else f"val acc {r.val_accuracy:.4f}"]
+                        for r in pts],
+            hovertemplate="trial %{customdata[0]} (%{customdata[1]})<br>%{customdata[3]}<br>"
                           "peak %{x:.1f} MB<br>%{customdata[2]:,} params<extra></extra>",
         ))
+    if cap_mb is not None:
+        fig.add_vline(x=cap_mb, line_dash="dash", line_color="#7f7f7f",
+                      annotation_text=f"cap {cap_mb:g} MB", annotation_position="top left")
     fig.update_layout(xaxis_title="peak training memory (MB)", yaxis_title="validation accuracy",
                       height=480, margin={"t": 30}, legend={"orientation": "h"})
     return fig
@@ -52,7 +59,7 @@ def render(url: str, study: str) -> None:
     cols = st.columns(len(counts))
     for col, (name, n) in zip(cols, counts.items(), strict=True):
         col.metric(name, n)
-    st.plotly_chart(pareto_figure(rows), key="pareto_chart")
+    st.plotly_chart(pareto_figure(rows, cached_cap(url, study)), key="pareto_chart")
     st.subheader("Trials")
     st.dataframe(table(rows), hide_index=True)
     if running:
