@@ -53,7 +53,6 @@ class OptunaBridge(Searcher):
         self.live: dict[str, optuna.Trial] = {}
         self.last: dict[str, dict[str, Any]] = {}
         self.errored: dict[str, optuna.Trial] = {}
-        self.told = 0
         self._steps: dict[int, int] = {}  # last epoch recorded per trial number
 
     # -- Searcher API --------------------------------------------------------------------
@@ -130,7 +129,6 @@ class OptunaBridge(Searcher):
         curve = [v for _, v in sorted(self.study._storage.get_trial(trial._trial_id)
                                       .intermediate_values.items())]
         trial.set_user_attr(schema.TRIAL_CURVE, curve)
-        self.told += 1
         if result.get("failed"):
             trial.set_user_attr(schema.TRIAL_FAIL_REASON, result.get("fail_reason", "unknown"))
             self.study.tell(trial, state=TrialState.FAIL)
@@ -178,7 +176,6 @@ class OptunaBridge(Searcher):
             return
         trial.set_user_attr(schema.TRIAL_FAIL_REASON, reason)
         self.study.tell(trial, state=TrialState.FAIL)
-        self.told += 1
         self.progress(f"trial {trial.number} FAIL: {reason}")
 
     def sweep(self) -> None:

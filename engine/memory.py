@@ -187,8 +187,13 @@ def predict_training_peak(family: str, model_config: dict[str, Any], *, batch_si
                             num_classes=num_classes, optimizer=optimizer, amp=amp)
     request["foreach"] = True if calibration is not None else None
     start = time.perf_counter()
-    result = _run_estimator(request, timeout_s)
-    peak, breakdown = result["peak_bytes"], dict(result["breakdown"])
+    return _to_estimate(_run_estimator(request, timeout_s), calibration, start)
+
+
+def _to_estimate(answer: dict[str, Any], calibration: CudaCalibration | None,
+                 start: float) -> MemoryEstimate:
+    """A predicted estimate from the estimator's answer, calibrated for CUDA when asked."""
+    peak, breakdown = answer["peak_bytes"], dict(answer["breakdown"])
     if calibration is not None:
         calibrated = calibration.apply(peak)
         breakdown["cuda_overhead"] = calibrated - peak
@@ -359,14 +364,10 @@ def _tracked_peak_one(request: dict[str, Any], optimizer_name: str, *,
 def _run_estimator(request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     """Run ``python -m engine.memory`` on ``request``; translate its failures into our errors."""
     family = request["family"]
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    # The child computes nothing on a device: keep it from creating a CUDA context.
-    env["CUDA_VISIBLE_DEVICES"] = ""
     try:
         proc = subprocess.run([sys.executable, "-m", "engine.memory"], input=json.dumps(request),
-                              capture_output=True, text=True, timeout=timeout_s, env=env)
+                              capture_output=True, text=True, timeout=timeout_s,
+                              env=_estimator_env())
     except subprocess.TimeoutExpired as e:
         raise MemoryEstimateError(
             f"memory prediction for {family} timed out after {timeout_s:g} s (timeout_s); "
@@ -378,14 +379,8 @@ def _run_estimator(request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
             answer = json.loads(line[len(_RESULT_TAG):])
     if proc.returncode == 0 and answer is not None and "error" not in answer:
         return answer
-    if answer is not None and "error" in answer:
-        err = answer["error"]
-        if err["type"] == "ConfigError":
-            raise ConfigError(err["message"])
-        raise MemoryEstimateError(
-            f"memory prediction for {family} failed in the estimator: "
-            f"{err['type']}: {err['message']}{_tail(proc.stderr)}"
-        )
+    if answer is not None:
+        _raise_for_error(answer, family, _tail(proc.stderr))
     if proc.returncode < 0:
         how = f"was killed by {signal.Signals(-proc.returncode).name}"
     else:
@@ -393,6 +388,42 @@ def _run_estimator(request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     raise MemoryEstimateError(
         f"memory prediction for {family}: the estimator subprocess {how}{_tail(proc.stderr)}"
     )
+
+
+def _estimator_env() -> dict[str, str]:
+    """Environment of an estimator subprocess: this checkout importable, no CUDA context
+    (the child computes nothing on a device)."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
+
+
+def _raise_for_error(answer: dict[str, Any], family: str, tail: str = "") -> None:
+    """Raise the error an estimator answer reports, translated into ours (no-op on success)."""
+    err = answer.get("error")
+    if err is None:
+        return
+    if err["type"] == "ConfigError":
+        raise ConfigError(err["message"])
+    raise MemoryEstimateError(f"memory prediction for {family} failed in the estimator: "
+                              f"{err['type']}: {err['message']}{tail}")
+
+
+def _answer(request: dict[str, Any]) -> dict[str, Any]:
+    """The estimator's answer to one request: the peak, or the error with its type."""
+    try:
+        peak, breakdown = _tracked_peak(request, fake=True)
+    except Exception as e:  # report every failure with its type; the traceback goes to stderr
+        traceback.print_exc()
+        error = {"type": type(e).__name__, "message": str(e)}
+        if error["type"] == "DataDependentOutputException":  # the bare op name says little
+            error["message"] += (" (the model reads a tensor's value in forward: .item(), bool() "
+                                 "or a Python `if` on a tensor; fake tensors have no values, so "
+                                 "keep that logic in tensor ops)")
+        return {"error": error}
+    return {"peak_bytes": peak, "breakdown": breakdown}
 
 
 def _tail(stderr: str | bytes | None) -> str:
@@ -408,18 +439,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         request = json.loads(argv[0] if argv else sys.stdin.read())
-        peak, breakdown = _tracked_peak(request, fake=True)
-    except Exception as e:  # report every failure with its type; the traceback goes to stderr
-        traceback.print_exc()
-        error = {"type": type(e).__name__, "message": str(e)}
-        if error["type"] == "DataDependentOutputException":  # the bare op name says little
-            error["message"] += (" (the model reads a tensor's value in forward: .item(), bool() "
-                                 "or a Python `if` on a tensor; fake tensors have no values, so "
-                                 "keep that logic in tensor ops)")
-        print(_RESULT_TAG + json.dumps({"error": error}), flush=True)
-        return 2 if isinstance(e, ConfigError) else 1
-    print(_RESULT_TAG + json.dumps({"peak_bytes": peak, "breakdown": breakdown}), flush=True)
-    return 0
+    except json.JSONDecodeError as e:
+        answer = {"error": {"type": type(e).__name__, "message": str(e)}}
+    else:
+        answer = _answer(request)
+    print(_RESULT_TAG + json.dumps(answer), flush=True)
+    if "error" not in answer:
+        return 0
+    return 2 if answer["error"]["type"] == "ConfigError" else 1
 
 
 if __name__ == "__main__":

@@ -11,18 +11,25 @@ sends it JSON lines instead. The isolation is kept: a request that crashes the e
 from __future__ import annotations
 
 import json
-import os
 import selectors
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
-from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigError, MemoryEstimateError
-from engine.memory import _RESULT_TAG, CudaCalibration, MemoryEstimate, _make_request, _tail
+from engine.errors import MemoryEstimateError
+from engine.memory import (
+    _RESULT_TAG,
+    CudaCalibration,
+    MemoryEstimate,
+    _answer,
+    _estimator_env,
+    _make_request,
+    _raise_for_error,
+    _tail,
+    _to_estimate,
+)
 
 __all__ = ["MemoryPredictor"]
 
@@ -62,13 +69,7 @@ class MemoryPredictor:
         if key in self._cache:
             return self._cache[key]
         start = time.perf_counter()
-        answer = self._ask(request)
-        peak, breakdown = answer["peak_bytes"], dict(answer["breakdown"])
-        if self.calibration is not None:
-            calibrated = self.calibration.apply(peak)
-            breakdown["cuda_overhead"] = calibrated - peak
-            peak = calibrated
-        est = MemoryEstimate(peak, "predicted", time.perf_counter() - start, breakdown)
+        est = _to_estimate(self._ask(request), self.calibration, start)
         self._cache[key] = est
         return est
 
@@ -85,15 +86,12 @@ class MemoryPredictor:
 
     # -- the subprocess -------------------------------------------------------------------
     def _start(self) -> subprocess.Popen:
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parents[1])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-        env["CUDA_VISIBLE_DEVICES"] = ""  # the estimator computes nothing on a device
         # stderr goes to a file: a pipe nobody reads could fill up and block the child.
         self._stderr = tempfile.TemporaryFile(mode="w+")
         self._proc = subprocess.Popen([sys.executable, "-m", "engine.memory_service"],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=self._stderr, text=True, env=env, bufsize=1)
+                                      stderr=self._stderr, text=True, env=_estimator_env(),
+                                      bufsize=1)
         return self._proc
 
     def _stderr_tail(self) -> str:
@@ -132,29 +130,15 @@ class MemoryPredictor:
                     break
         finally:
             sel.close()
-        if "error" in answer:
-            err = answer["error"]
-            if err["type"] == "ConfigError":
-                raise ConfigError(err["message"])
-            raise MemoryEstimateError(f"memory prediction for {request['family']} failed in the "
-                                      f"estimator: {err['type']}: {err['message']}")
+        _raise_for_error(answer, request["family"])
         return answer
 
 
 def serve() -> int:
     """Estimator loop: one JSON request per stdin line, one tagged JSON answer per stdout line."""
-    from engine.memory import _tracked_peak
-
     for line in sys.stdin:
-        if not line.strip():
-            continue
-        try:
-            peak, breakdown = _tracked_peak(json.loads(line), fake=True)
-            answer: dict[str, Any] = {"peak_bytes": peak, "breakdown": breakdown}
-        except Exception as e:  # answered, not raised: the next request must still be served
-            traceback.print_exc()
-            answer = {"error": {"type": type(e).__name__, "message": str(e)}}
-        print(_RESULT_TAG + json.dumps(answer), flush=True)
+        if line.strip():  # a failing request is answered, not raised: the next one is served
+            print(_RESULT_TAG + json.dumps(_answer(json.loads(line))), flush=True)
     return 0
 
 

@@ -17,7 +17,19 @@ from engine.data import DataBundle
 from engine.errors import ConfigError, MemoryEstimateError
 from engine.space import TrialConfig
 
-__all__ = ["CandidateScreen", "Screening"]
+__all__ = ["CandidateScreen", "Screening", "cap_violations"]
+
+
+def cap_violations(peak_mb: float, params: int, *, gpu_ram_mb: float | None,
+                   max_params: int | None) -> dict[str, float]:
+    """One value per configured cap, by name; <= 0 means satisfied (Optuna's convention).
+    Used on the prediction before training and on the measured peak after it."""
+    out = {}
+    if gpu_ram_mb is not None:
+        out["gpu_ram_mb"] = peak_mb - gpu_ram_mb
+    if max_params is not None:
+        out["max_params"] = float(params - max_params)
+    return out
 
 
 @dataclass(frozen=True)
@@ -75,19 +87,17 @@ class CandidateScreen:
                     **self.dims).peak_mb
             except (ConfigError, MemoryEstimateError) as e:
                 return Screening(param_count=params, error=f"memory prediction failed: {e}")
-        violations, reasons = {}, []
-        if self.gpu_ram_mb is not None:
-            violations["gpu_ram_mb"] = peak - self.gpu_ram_mb
-            if peak > self.gpu_ram_mb:
-                reasons.append(f"predicted {peak:.0f} MB > cap {self.gpu_ram_mb:.0f} MB")
+        violations = cap_violations(peak, params, gpu_ram_mb=self.gpu_ram_mb,
+                                    max_params=self.max_params)
+        reasons = []
+        if violations.get("gpu_ram_mb", 0.0) > 0:
+            reasons.append(f"predicted {peak:.0f} MB > cap {self.gpu_ram_mb:.0f} MB")
         if self.node_mem_mb is not None:
             violations["node_gpu_mem_mb"] = peak - self.node_mem_mb
             if peak > self.node_mem_mb:
                 reasons.append(f"predicted {peak:.0f} MB > {self.node_mem_mb:.0f} MB, the most GPU "
                                "memory any node of the cluster offers")
-        if self.max_params is not None:
-            violations["max_params"] = float(params - self.max_params)
-            if params > self.max_params:
-                reasons.append(f"{params:,} parameters > max_params {self.max_params:,}")
+        if violations.get("max_params", 0.0) > 0:
+            reasons.append(f"{params:,} parameters > max_params {self.max_params:,}")
         return Screening(param_count=params, peak_memory_mb=peak, violations=violations,
                          reason="; ".join(reasons) or None)

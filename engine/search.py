@@ -80,7 +80,7 @@ def _finished_count(study: optuna.Study) -> int:
                if t.user_attrs.get(schema.TRIAL_FAIL_REASON) != schema.INTERRUPTED_REASON)
 
 
-def _init_ray(spec: SearchSpec, data: DataBundle, address: str | None) -> bool:
+def _init_ray(data: DataBundle, address: str | None) -> bool:
     """Start (or join) Ray; returns True when this process started it."""
     import ray
 
@@ -190,7 +190,7 @@ def run_search(spec: SearchSpec, *, storage_url: str | None = None, n_trials: in
     if todo <= 0:
         return SearchOutcome(spec.study.name, url, 0, time.perf_counter() - t0, _pareto(study))
 
-    started = _init_ray(spec, data, ray_address)
+    started = _init_ray(data, ray_address)
     run_dir = tempfile.mkdtemp(prefix="wavesearch-tune-")
     stack = contextlib.ExitStack()
     try:

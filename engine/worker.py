@@ -21,10 +21,11 @@ import torch
 
 from engine.data import DataBundle
 from engine.errors import TrialFailure, WaveSearchError
+from engine.screen import cap_violations
 from engine.space import TrialConfig
 from engine.train import EpochReport, train_model
 
-__all__ = ["TrialContext", "constraint_violations", "run_trial", "serialize_weights"]
+__all__ = ["TrialContext", "run_trial", "serialize_weights"]
 
 
 @dataclass(frozen=True)
@@ -37,16 +38,6 @@ class TrialContext:
     gpus: float = 0.0
     gpu_ram_mb: float | None = None
     max_params: int | None = None
-
-
-def constraint_violations(ctx: TrialContext, peak_mb: float, params: int) -> dict[str, float]:
-    """One value per configured cap, by name; <= 0 means satisfied (Optuna's convention)."""
-    out = {}
-    if ctx.gpu_ram_mb is not None:
-        out["gpu_ram_mb"] = peak_mb - ctx.gpu_ram_mb
-    if ctx.max_params is not None:
-        out["max_params"] = float(params - ctx.max_params)
-    return out
 
 
 def serialize_weights(model: torch.nn.Module) -> bytes:
@@ -171,7 +162,9 @@ def _final_metrics(ctx: TrialContext, model: torch.nn.Module, optuna_trial_id: i
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
         out.update(peak_memory_mb=peak_mb, memory_method="measured",
                    peak_reserved_mb=torch.cuda.max_memory_reserved() / 2**20)
-    out["constraint_violations"] = constraint_violations(ctx, peak_mb, base["param_count"])
+    out["constraint_violations"] = cap_violations(peak_mb, base["param_count"],
+                                                  gpu_ram_mb=ctx.gpu_ram_mb,
+                                                  max_params=ctx.max_params)
     out["weights_artifact_id"] = _upload_weights(ctx, optuna_trial_id, serialize_weights(model))
     out["probe_logits"] = probe_logits(model, *probe_shape)
     out["wall_time_s"] = time.perf_counter() - t0

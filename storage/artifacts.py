@@ -14,7 +14,7 @@ from typing import BinaryIO
 import sqlalchemy as sa
 
 from engine.errors import StorageError
-from storage.backend import normalize_url
+from storage.backend import engine_kwargs, normalize_url
 
 __all__ = ["SQLArtifactStore"]
 
@@ -37,8 +37,7 @@ class SQLArtifactStore:
 
     def __init__(self, url: str):
         url = normalize_url(url)
-        kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-        self._engine = sa.create_engine(url, **kwargs)
+        self._engine = sa.create_engine(url, **engine_kwargs(url))
         _META.create_all(self._engine, checkfirst=True)
 
     def open_reader(self, artifact_id: str) -> BinaryIO:

@@ -53,19 +53,21 @@ def _absolute_sqlite(url: str) -> str:
     return f"{head}:///{os.path.abspath(os.path.expanduser(path))}{q}{query}"
 
 
+def engine_kwargs(url: str) -> dict[str, Any]:
+    """SQLAlchemy engine options for every connection WaveSearch opens to a study database:
+    SQLite waits up to 60 s on a lock (several writers); servers are pinged before use, so a
+    restart is invisible to the next call."""
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 60}}
+    return {"pool_pre_ping": True}
+
+
 @functools.lru_cache(maxsize=16)
 def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """An Optuna RDB storage for ``url`` (cached per process).
-
-    SQLite waits up to 60 s on a locked database (several writers); PostgreSQL connections
-    are pinged before use so a server restart is invisible to the next call.
-    """
+    """An Optuna RDB storage for ``url`` (cached per process; see :func:`engine_kwargs`)."""
     url = normalize_url(url)
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if url.startswith("sqlite"):
-        kwargs = {"connect_args": {"timeout": 60}}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError, ImportError) as e:
         cause = e.__cause__ or e
         raise StorageError(f"cannot open storage {redact(url)}: {type(cause).__name__}: "

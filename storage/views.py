@@ -30,16 +30,14 @@ def is_feasible(t: FrozenTrial) -> bool:
 
 
 def pareto_numbers(study: optuna.Study) -> set[int]:
-    """Trial numbers on the feasible Pareto front (Optuna's ``best_trials``)."""
+    """Trial numbers on the feasible Pareto front (Optuna's ``best_trials``; for a single
+    objective, the best trial)."""
+    if len(study.directions) > 1:
+        return {t.number for t in study.best_trials}
     try:
-        return {t.number for t in study.best_trials} if len(study.directions) > 1 else (
-            {study.best_trial.number} if _has_complete(study) else set())
+        return {study.best_trial.number}
     except ValueError:  # no feasible complete trial yet
         return set()
-
-
-def _has_complete(study: optuna.Study) -> bool:
-    return any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -71,3 +77,63 @@ def finished_search(ray_local, tmp_path_factory):
     lines: list[str] = []
     out = run_search(spec, storage_url=url, progress=lines.append)
     return spec, url, out, lines
+
+
+# -- processes: tests stop every process they start, by its id (never `ray stop`) ---------
+RAY_MARKERS = ("raylet", "gcs_server", "ray::", "ray/_private", "dashboard/agent", "runtime_env/agent")
+
+
+def _cmdlines() -> Iterator[tuple[int, str]]:
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                yield int(d.name), (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                    errors="replace")
+            except OSError:
+                continue
+
+
+def ray_pids() -> set[int]:
+    """Every Ray process on the machine (compare before/after to find a test's own)."""
+    return {pid for pid, cmd in _cmdlines() if any(m in cmd for m in RAY_MARKERS)}
+
+
+def trial_worker_pids() -> set[int]:
+    """Ray worker processes currently executing a trial (their process title names it)."""
+    return {pid for pid, cmd in _cmdlines()
+            if cmd.startswith("ray::ImplicitFunc") or cmd.startswith("ray::run_trial")}
+
+
+def new_ray_pids(before: set[int], grace_s: float = 20.0) -> set[int]:
+    """Ray processes started since ``before`` that are still alive after ``grace_s`` seconds."""
+    deadline = time.time() + grace_s
+    while (ray_pids() - before) and time.time() < deadline:
+        time.sleep(0.5)
+    return ray_pids() - before
+
+
+def kill_pids(pids: set[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def engine_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+
+
+@contextlib.contextmanager
+def search_process(spec_path: Path, url: str, cwd: Path) -> Iterator[subprocess.Popen]:
+    """`engine search SPEC --storage URL` as a child process (stdout+stderr piped, text).
+    On exit the child is killed if still alive, and so are the Ray processes it left behind."""
+    before = ray_pids()
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "search", str(spec_path),
+                             "--storage", url], cwd=cwd, env=engine_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        kill_pids(ray_pids() - before)

@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, tiny_spec_dict, write_spec
+from tests.conftest import engine_env, kill_pids, new_ray_pids, ray_pids, tiny_spec_dict, write_spec
 
 pytestmark = pytest.mark.slow
 
-RAY_MARKERS = ("raylet", "gcs_server", "ray::", "ray/_private", "dashboard/agent", "runtime_env/agent")
-
-
-def _ray_pids() -> set[int]:
-    pids = set()
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if any(m in cmd for m in RAY_MARKERS):
-            pids.add(int(d.name))
-    return pids
-
-
 def _engine(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=cwd, env=engine_env(),
                           capture_output=True, text=True, timeout=600)
 
 
@@ -42,7 +22,7 @@ def test_search_resume_export_and_no_ray_left_behind(tmp_path):
                           train={"epochs": 2})
     f = write_spec(tmp_path / "cli.yaml", spec)
     url = "sqlite:///cli.db"  # relative, as users write it: trial processes run elsewhere
-    before = _ray_pids()
+    before = ray_pids()
 
     first = _engine("search", str(f), "--storage", url, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -52,10 +32,9 @@ def test_search_resume_export_and_no_ray_left_behind(tmp_path):
     assert "Pareto front" in out
 
     # Every Ray process the command started is gone once it has exited.
-    deadline = time.time() + 20
-    while (_ray_pids() - before) and time.time() < deadline:
-        time.sleep(0.5)
-    assert not (_ray_pids() - before), "Ray processes left running"
+    leftover = new_ray_pids(before)
+    kill_pids(leftover)
+    assert not leftover, "Ray processes left running"
 
     again = _engine("search", str(f), "--storage", url, cwd=tmp_path)
     assert again.returncode == 0
