@@ -33,21 +33,27 @@ class OptunaBridge(Searcher):
         study: The study to fill.
         space: The compiled search space.
         objectives: Metric names, in the study's direction order.
-        n_trials: How many new trials to start.
+        n_trials: How many new trials to start (None: as many as the epoch budget allows).
         epochs: The training budget; a trial reporting fewer epochs is PRUNED.
+        budget_epochs: Epochs all trials together may train, those of earlier runs
+            (``spent_epochs``) included. A trial starts only while its full ``epochs`` still
+            fit beside the epochs running trials may yet train, so the total never exceeds it.
         progress: Called with one human-readable line per event.
         screen: Checks each candidate before it is scheduled (size, memory, caps).
     """
 
     def __init__(self, study: optuna.Study, space: SearchSpace, objectives: list[str], *,
-                 n_trials: int, epochs: int, progress: Callable[[str], None] = print,
+                 n_trials: int | None, epochs: int, budget_epochs: int | None = None,
+                 spent_epochs: int = 0, progress: Callable[[str], None] = print,
                  screen: Callable[[TrialConfig], Screening] | None = None):
         super().__init__(metric="val_accuracy", mode="max")
         self.study = study
         self.space = space
         self.objectives = objectives
-        self.remaining = n_trials
+        self.remaining = n_trials if n_trials is not None else math.inf
         self.epochs = epochs
+        self.budget_epochs = budget_epochs
+        self.spent_epochs = spent_epochs
         self.progress = progress
         self.screen = screen
         self.live: dict[str, optuna.Trial] = {}
@@ -60,6 +66,13 @@ class OptunaBridge(Searcher):
         # Candidates that cannot run (bad build, over a cap) are recorded here and count
         # towards the budget, without ever occupying a worker.
         while self.remaining > 0:
+            room = self._epoch_room()
+            if room is not None and room < self.epochs:
+                if not self.live:  # nothing running can free epochs: the budget is spent
+                    self.progress(f"epoch budget reached: {self.spent_epochs} of "
+                                  f"{self.budget_epochs} epochs trained")
+                    return Searcher.FINISHED
+                return None  # a running trial may stop early and leave room; ask again later
             self.remaining -= 1
             trial = self.study.ask()
             cfg = self.space.suggest(trial)
@@ -88,6 +101,13 @@ class OptunaBridge(Searcher):
                                "memory_method": verdict.memory_method}}
         return Searcher.FINISHED
 
+    def _epoch_room(self) -> int | None:
+        """Epochs of the budget not yet trained nor promised to running trials (None: no budget)."""
+        if self.budget_epochs is None:
+            return None
+        promised = sum(self.epochs - self._steps.get(t.number, 0) for t in self.live.values())
+        return self.budget_epochs - self.spent_epochs - promised
+
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         trial = self.live.get(trial_id)
         if trial is None:
@@ -100,6 +120,7 @@ class OptunaBridge(Searcher):
         epoch = int(result.get("epoch", 0))
         if epoch >= 1 and isinstance(acc, float) and math.isfinite(acc) and \
                 self._steps.get(trial.number) != epoch:
+            self.spent_epochs += epoch - self._steps.get(trial.number, 0)
             self._steps[trial.number] = epoch
             # Trial.report is single-objective only; the storage call works for both.
             self.study._storage.set_trial_intermediate_value(trial._trial_id, epoch, acc)

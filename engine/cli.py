@@ -25,9 +25,16 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, args.set)
     fams = ", ".join(spec.model)
     print(f"{args.spec}: OK (study {spec.study.name!r}, families {fams}, "
-          f"{spec.search.n_trials} trials, objectives {', '.join(spec.objective_names)}, "
+          f"{_budget_text(spec)}, objectives {', '.join(spec.objective_names)}, "
           f"spec hash {spec_hash(spec)})")
     return 0
+
+
+def _budget_text(spec) -> str:
+    s = spec.search
+    parts = ([f"{s.n_trials} trials"] if s.n_trials is not None else []) + (
+        [f"{s.budget_epochs} epochs"] if s.budget_epochs is not None else [])
+    return " or ".join(parts) + (" (first reached)" if len(parts) > 1 else "")
 
 
 def _cmd_search(args: argparse.Namespace) -> int:

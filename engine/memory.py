@@ -7,7 +7,7 @@ peak by category. Real CPU tensors under the same tracker give the same figure t
 a configuration needing hundreds of GiB is estimated in seconds with ~330 MB of host memory.
 
 It runs in a subprocess (``python -m engine.memory``: JSON request on stdin or as the first
-argument, one tagged JSON line on stdout) because fake tensors can abort the interpreter (fake
+argument, one tagged JSON line on stdout; the protocol is in ``engine.memory_ipc``) because fake tensors can abort the interpreter (fake
 ``cuda`` tensors on a CPU-only build die in backward), and a model that allocates real memory
 behind the fake mode's back must not take the caller down.
 
@@ -22,15 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,6 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from engine.errors import ConfigError, MemoryEstimateError
+from engine.memory_ipc import RESULT_TAG, run_estimator
 from engine.models import DATA_FIELDS, create_model, make_config
 
 __all__ = [
@@ -54,8 +51,6 @@ OPTIMIZERS = ("adamw", "sgd", "dualopt")
 # "none" is the spec's spelling of no AMP (engine.spec.TrainSpec.amp); None means the same.
 AMP_MODES = {None: None, "none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _MIB = 2**20
-_RESULT_TAG = "WAVESEARCH-MEMORY-RESULT "  # marks the child's answer among any other output
-_STDERR_TAIL = 2500  # characters of the child's stderr quoted in an error
 # MemTracker category (its _MemRefType values) -> our breakdown key.
 _CATEGORIES = {
     "Parameter": "parameters",
@@ -187,7 +182,7 @@ def predict_training_peak(family: str, model_config: dict[str, Any], *, batch_si
                             num_classes=num_classes, optimizer=optimizer, amp=amp)
     request["foreach"] = True if calibration is not None else None
     start = time.perf_counter()
-    return _to_estimate(_run_estimator(request, timeout_s), calibration, start)
+    return _to_estimate(run_estimator(request, timeout_s), calibration, start)
 
 
 def _to_estimate(answer: dict[str, Any], calibration: CudaCalibration | None,
@@ -361,56 +356,6 @@ def _tracked_peak_one(request: dict[str, Any], optimizer_name: str, *,
     return sum(breakdown.values()), breakdown
 
 
-def _run_estimator(request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """Run ``python -m engine.memory`` on ``request``; translate its failures into our errors."""
-    family = request["family"]
-    try:
-        proc = subprocess.run([sys.executable, "-m", "engine.memory"], input=json.dumps(request),
-                              capture_output=True, text=True, timeout=timeout_s,
-                              env=_estimator_env())
-    except subprocess.TimeoutExpired as e:
-        raise MemoryEstimateError(
-            f"memory prediction for {family} timed out after {timeout_s:g} s (timeout_s); "
-            f"raise timeout_s or predict a smaller configuration{_tail(e.stderr)}"
-        ) from None
-    answer = None
-    for line in proc.stdout.splitlines():
-        if line.startswith(_RESULT_TAG):
-            answer = json.loads(line[len(_RESULT_TAG):])
-    if proc.returncode == 0 and answer is not None and "error" not in answer:
-        return answer
-    if answer is not None:
-        _raise_for_error(answer, family, _tail(proc.stderr))
-    if proc.returncode < 0:
-        how = f"was killed by {signal.Signals(-proc.returncode).name}"
-    else:
-        how = f"exited with status {proc.returncode} without an answer"
-    raise MemoryEstimateError(
-        f"memory prediction for {family}: the estimator subprocess {how}{_tail(proc.stderr)}"
-    )
-
-
-def _estimator_env() -> dict[str, str]:
-    """Environment of an estimator subprocess: this checkout importable, no CUDA context
-    (the child computes nothing on a device)."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    env["CUDA_VISIBLE_DEVICES"] = ""
-    return env
-
-
-def _raise_for_error(answer: dict[str, Any], family: str, tail: str = "") -> None:
-    """Raise the error an estimator answer reports, translated into ours (no-op on success)."""
-    err = answer.get("error")
-    if err is None:
-        return
-    if err["type"] == "ConfigError":
-        raise ConfigError(err["message"])
-    raise MemoryEstimateError(f"memory prediction for {family} failed in the estimator: "
-                              f"{err['type']}: {err['message']}{tail}")
-
-
 def _answer(request: dict[str, Any]) -> dict[str, Any]:
     """The estimator's answer to one request: the peak, or the error with its type."""
     try:
@@ -426,14 +371,6 @@ def _answer(request: dict[str, Any]) -> dict[str, Any]:
     return {"peak_bytes": peak, "breakdown": breakdown}
 
 
-def _tail(stderr: str | bytes | None) -> str:
-    if not stderr:
-        return ""
-    if isinstance(stderr, bytes):  # TimeoutExpired carries bytes even in text mode
-        stderr = stderr.decode(errors="replace")
-    return f"\n--- estimator stderr (tail) ---\n{stderr[-_STDERR_TAIL:]}"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Estimator entry point: JSON request from ``argv[0]`` or stdin, tagged JSON on stdout."""
     argv = sys.argv[1:] if argv is None else argv
@@ -443,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         answer = {"error": {"type": type(e).__name__, "message": str(e)}}
     else:
         answer = _answer(request)
-    print(_RESULT_TAG + json.dumps(answer), flush=True)
+    print(RESULT_TAG + json.dumps(answer), flush=True)
     if "error" not in answer:
         return 0
     return 2 if answer["error"]["type"] == "ConfigError" else 1

@@ -19,17 +19,8 @@ import time
 from typing import Any
 
 from engine.errors import MemoryEstimateError
-from engine.memory import (
-    _RESULT_TAG,
-    CudaCalibration,
-    MemoryEstimate,
-    _answer,
-    _estimator_env,
-    _make_request,
-    _raise_for_error,
-    _tail,
-    _to_estimate,
-)
+from engine.memory import CudaCalibration, MemoryEstimate, _answer, _make_request, _to_estimate
+from engine.memory_ipc import RESULT_TAG, estimator_env, raise_for_error, stderr_tail
 
 __all__ = ["MemoryPredictor"]
 
@@ -90,7 +81,7 @@ class MemoryPredictor:
         self._stderr = tempfile.TemporaryFile(mode="w+")
         self._proc = subprocess.Popen([sys.executable, "-m", "engine.memory_service"],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=self._stderr, text=True, env=_estimator_env(),
+                                      stderr=self._stderr, text=True, env=estimator_env(),
                                       bufsize=1)
         return self._proc
 
@@ -98,7 +89,7 @@ class MemoryPredictor:
         if self._stderr is None:
             return ""
         self._stderr.seek(0)
-        return _tail(self._stderr.read())
+        return stderr_tail(self._stderr.read())
 
     def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
         proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()
@@ -125,12 +116,12 @@ class MemoryPredictor:
                     raise MemoryEstimateError(
                         f"memory prediction for {request['family']}: the estimator exited "
                         f"({code}) without an answer{tail}")
-                if line.startswith(_RESULT_TAG):
-                    answer = json.loads(line[len(_RESULT_TAG):])
+                if line.startswith(RESULT_TAG):
+                    answer = json.loads(line[len(RESULT_TAG):])
                     break
         finally:
             sel.close()
-        _raise_for_error(answer, request["family"])
+        raise_for_error(answer, request["family"])
         return answer
 
 
@@ -138,7 +129,7 @@ def serve() -> int:
     """Estimator loop: one JSON request per stdin line, one tagged JSON answer per stdout line."""
     for line in sys.stdin:
         if line.strip():  # a failing request is answered, not raised: the next one is served
-            print(_RESULT_TAG + json.dumps(_answer(json.loads(line))), flush=True)
+            print(RESULT_TAG + json.dumps(_answer(json.loads(line))), flush=True)
     return 0
 
 

@@ -59,14 +59,14 @@ def _accuracy_direction(spec: SearchSpec) -> str:
 def _tpe(spec: SearchSpec) -> optuna.samplers.BaseSampler:
     s = spec.search
     return CurveAwareTPESampler(seed=s.seed, multivariate=True, group=len(spec.model) > 1,
-                                n_startup_trials=max(2, min(10, s.n_trials // 3)),
+                                n_startup_trials=max(2, min(10, spec.planned_trials // 3)),
                                 curve_direction=_accuracy_direction(spec))
 
 
 @SAMPLERS.register("nsga2")
 def _nsga2(spec: SearchSpec) -> optuna.samplers.BaseSampler:
     s = spec.search
-    return optuna.samplers.NSGAIISampler(seed=s.seed, population_size=max(4, min(50, s.n_trials // 2)))
+    return optuna.samplers.NSGAIISampler(seed=s.seed, population_size=max(4, min(50, spec.planned_trials // 2)))
 
 
 @SAMPLERS.register("random")

@@ -80,6 +80,11 @@ def _finished_count(study: optuna.Study) -> int:
                if t.user_attrs.get(schema.TRIAL_FAIL_REASON) != schema.INTERRUPTED_REASON)
 
 
+def _spent_epochs(study: optuna.Study) -> int:
+    """Epochs trained by every trial of the study so far (one intermediate value per epoch)."""
+    return sum(len(t.intermediate_values) for t in study.get_trials(deepcopy=False))
+
+
 def _init_ray(data: DataBundle, address: str | None) -> bool:
     """Start (or join) Ray; returns True when this process started it."""
     import ray
@@ -163,6 +168,7 @@ def run_search(spec: SearchSpec, *, storage_url: str | None = None, n_trials: in
         spec: A validated spec (see :func:`engine.load_spec`).
         storage_url: Overrides ``study.storage``.
         n_trials: Overrides ``search.n_trials`` (the total, counting finished trials).
+            ``search.budget_epochs`` likewise counts the epochs of earlier runs.
         ray_address: Join an existing Ray cluster instead of starting a local one.
         progress: Receives one line per event (trial started, epoch, outcome).
     """
@@ -184,10 +190,14 @@ def run_search(spec: SearchSpec, *, storage_url: str | None = None, n_trials: in
              f"{data.in_channels}x{data.image_size}x{data.image_size}, {data.num_classes} classes")
     study = prepare_study(spec, url, data)
     total = n_trials or spec.search.n_trials
-    todo = total - _finished_count(study)
-    progress(f"study {spec.study.name!r} in {redact(url)}: {_finished_count(study)} finished, "
-             f"{max(0, todo)} to run")
-    if todo <= 0:
+    finished, spent = _finished_count(study), _spent_epochs(study)
+    todo = None if total is None else total - finished
+    budget = spec.search.budget_epochs
+    parts = [f"{finished} finished"] + ([] if todo is None else [f"{max(0, todo)} to run"])
+    if budget is not None:
+        parts.append(f"{spent} of {budget} epochs trained")
+    progress(f"study {spec.study.name!r} in {redact(url)}: {', '.join(parts)}")
+    if (todo is not None and todo <= 0) or (budget is not None and budget - spent < spec.train.epochs):
         return SearchOutcome(spec.study.name, url, 0, time.perf_counter() - t0, _pareto(study))
 
     started = _init_ray(data, ray_address)
@@ -200,7 +210,8 @@ def run_search(spec: SearchSpec, *, storage_url: str | None = None, n_trials: in
                                  max_params=spec.constraints.max_params, predictor=predictor,
                                  node_mem_mb=_largest_node_offer())
         bridge = OptunaBridge(study, SearchSpace(spec), spec.objective_names, n_trials=todo,
-                              epochs=spec.train.epochs, progress=progress, screen=screen)
+                              epochs=spec.train.epochs, budget_epochs=budget, spent_epochs=spent,
+                              progress=progress, screen=screen)
         ctx = TrialContext(storage_url=url, study_name=spec.study.name, cpus=spec.resources.cpus,
                            gpus=spec.resources.gpus, gpu_ram_mb=spec.constraints.gpu_ram_mb,
                            max_params=spec.constraints.max_params)
@@ -211,19 +222,20 @@ def run_search(spec: SearchSpec, *, storage_url: str | None = None, n_trials: in
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=ConcurrencyLimiter(bridge, max_concurrent=spec.search.max_concurrent),
-                scheduler=scheduler, num_samples=todo, metric="val_accuracy", mode="max"),
+                scheduler=scheduler, num_samples=-1 if todo is None else todo, metric="val_accuracy", mode="max"),
             run_config=tune.RunConfig(name="wavesearch", storage_path=run_dir, verbose=0,
                                       callbacks=[ErrorRecorder(bridge)],
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
         tuner.fit()  # returns early (no exception) when Tune is interrupted by SIGINT
         bridge.sweep()
+        n_new = _finished_count(study) - finished
     finally:
         stack.close()  # stops the estimator subprocess
         if started:
             ray.shutdown()
         shutil.rmtree(run_dir, ignore_errors=True)
-    return SearchOutcome(spec.study.name, url, todo, time.perf_counter() - t0, _pareto(study))
+    return SearchOutcome(spec.study.name, url, n_new, time.perf_counter() - t0, _pareto(study))
 
 
 def _pareto(study: optuna.Study) -> list[int]:

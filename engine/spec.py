@@ -180,12 +180,21 @@ class SearchSettings(_Frozen):
     """How candidates are proposed and scheduled."""
 
     sampler: Literal["tpe", "nsga2", "random"] = "tpe"
-    n_trials: int = Field(ge=1, le=100_000)
+    # The budget: the search stops at whichever is reached first; at least one is required.
+    n_trials: int | None = Field(None, ge=1, le=100_000, description="trials, screened ones included")
+    budget_epochs: int | None = Field(None, ge=1, description="training epochs, all trials together")
     max_concurrent: int = Field(1, ge=1, le=1024)
     seed: int = 0
     # pareto_asha: successive halving that keeps trials not dominated in (accuracy, memory/size)
     scheduler: Literal["fifo", "asha", "pareto_asha"] = "fifo"
     asha: AshaSpec = AshaSpec()
+
+    @model_validator(mode="after")
+    def _has_budget(self) -> SearchSettings:
+        if self.n_trials is None and self.budget_epochs is None:
+            raise ValueError("no budget: set n_trials (how many trials), budget_epochs "
+                             "(training epochs of all trials together), or both")
+        return self
 
 
 class ResourceSpec(_Frozen):
@@ -223,6 +232,15 @@ class SearchSpec(_Frozen):
     @property
     def directions(self) -> list[str]:
         return [o.direction for o in self.objectives]
+
+    @property
+    def planned_trials(self) -> int:
+        """Trials the budget allows: ``n_trials``, else the full-length trials the epoch
+        budget pays for (early stopping runs more)."""
+        s = self.search
+        if s.n_trials is not None:
+            return s.n_trials
+        return max(1, s.budget_epochs // self.train.epochs)  # type: ignore[operator]
 
 
 def spec_hash(spec: SearchSpec) -> str:

@@ -12,7 +12,7 @@ import resource
 import pytest
 import torch
 
-from engine import memory
+from engine import memory, memory_ipc
 from engine.errors import ConfigError, MemoryEstimateError
 from engine.memory import (
     CudaCalibration,
@@ -124,14 +124,14 @@ def _request(**changes) -> dict:
 ])
 def test_estimator_failures_are_translated(request_, error, match):
     with pytest.raises(error, match=match):
-        memory._run_estimator(request_, timeout_s=120)
+        memory_ipc.run_estimator(request_, timeout_s=120)
 
 
 def test_estimator_entry_point_reads_argv_and_prints_one_tagged_line(capsys):
     assert memory.main([json.dumps(_request())]) == 0
-    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(memory._RESULT_TAG)]
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(memory_ipc.RESULT_TAG)]
     assert len(lines) == 1
-    answer = json.loads(lines[0][len(memory._RESULT_TAG):])
+    answer = json.loads(lines[0][len(memory_ipc.RESULT_TAG):])
     assert answer["peak_bytes"] == sum(answer["breakdown"].values()) > 0
 
 

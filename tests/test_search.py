@@ -206,3 +206,56 @@ def test_scheduler_prunes_and_failures_are_recorded(ray_local, sqlite_url):
     assert trials[3].user_attrs[schema.TRIAL_FAIL_REASON] == "non-finite loss at epoch 1"
     # Only the complete trial can be on the front.
     assert pareto_numbers(load_study(sqlite_url, "faults")) == {0}
+
+
+def _epochs(study: optuna.Study) -> list[int]:
+    return [len(t.intermediate_values) for t in study.trials]
+
+
+def test_epoch_budget_stops_the_search_and_counts_earlier_runs(ray_local, sqlite_url):
+    """budget_epochs alone is a budget: a trial starts only if its full training still fits,
+    and a second run with a larger budget spends only the difference."""
+    raw = tiny_spec_dict("budget", train={"epochs": 2},
+                         search={"sampler": "random", "budget_epochs": 5, "max_concurrent": 2})
+    del raw["search"]["n_trials"]
+    spec = SearchSpec.model_validate(raw)
+    assert spec.planned_trials == 2
+    lines: list[str] = []
+    out = run_search(spec, storage_url=sqlite_url, progress=lines.append)
+    study = load_study(sqlite_url, "budget")
+    # 2 + 2 epochs trained; a third 2-epoch trial would need 6 > 5.
+    seen = (_epochs(study), [t.state.name for t in study.trials], lines)
+    assert _epochs(study) == [2, 2] and out.n_new == 2, seen
+    assert any("epoch budget reached: 4 of 5 epochs" in ln for ln in lines), lines
+    raw["search"]["budget_epochs"] = 9
+    lines.clear()
+    out = run_search(SearchSpec.model_validate(raw), storage_url=sqlite_url, progress=lines.append)
+    assert any("2 finished, 4 of 9 epochs trained" in ln for ln in lines), lines
+    assert _epochs(load_study(sqlite_url, "budget")) == [2, 2, 2, 2] and out.n_new == 2, lines
+
+
+def test_epoch_budget_with_early_stopping_runs_more_trials_within_it(ray_local, sqlite_url):
+    """With ASHA, stopped trials leave their unspent epochs to new candidates, and the budget
+    still holds: one learning trial and three that cannot learn are queued first."""
+    from engine.data import load_data
+
+    never = {"type": "float", "low": 1e-9, "high": 1e-2, "log": True}
+    raw = tiny_spec_dict(
+        "budget-asha", train={"epochs": 4, "lr": never, "sgd_lr": never},
+        search={"sampler": "random", "budget_epochs": 14, "max_concurrent": 1, "seed": 0,
+                "scheduler": "asha", "asha": {"grace_period": 1, "reduction_factor": 2}})
+    del raw["search"]["n_trials"]
+    spec = SearchSpec.model_validate(raw)
+    study = prepare_study(spec, sqlite_url, load_data(spec.data.request()))
+    _enqueue(study)
+    for _ in range(3):
+        _enqueue(study, **{"train.lr": 1e-9, "train.sgd_lr": 1e-9})
+    run_search(spec, storage_url=sqlite_url, progress=lambda _: None)
+    study = load_study(sqlite_url, "budget-asha")
+    epochs = _epochs(study)
+    # The hopeless three stop at rung 1 or 2 (ASHA lets a tie with the cutoff go on)...
+    assert epochs[0] == 4 and all(e <= 2 for e in epochs[1:4]), epochs
+    assert [t.state for t in study.trials[1:4]] == [TrialState.PRUNED] * 3
+    # ...so >= 4 epochs are left for more candidates: more trials than 14 // 4 full ones,
+    # and never more epochs than the budget.
+    assert len(epochs) >= 5 and sum(epochs) <= 14, epochs

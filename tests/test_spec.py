@@ -65,6 +65,8 @@ BAD = [
     ("bad-categorical-choice", "model.wavemix.wavelet", {"type": "categorical", "choices": ["haar", "nope"]},
      "model.wavemix.wavelet", "nope"),
     ("missing-section", "search", None, "search", "required"),
+    ("no-budget", "search", {"sampler": "tpe", "max_concurrent": 2}, "search", "no budget: set n_trials"),
+    ("zero-epoch-budget", "search.budget_epochs", 0, "search.budget_epochs", "greater than or equal to 1"),
     ("unknown-distribution-type", "model.wavemix.dropout", {"type": "gauss", "low": 0, "high": 1},
      "model.wavemix.dropout", "gauss"),
 ]
