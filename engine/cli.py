@@ -11,8 +11,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.errors import WaveSearchError
+
+if TYPE_CHECKING:
+    from engine.spec import SearchSpec
 
 __all__ = ["main"]
 
@@ -30,7 +34,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _budget_text(spec) -> str:
+def _budget_text(spec: SearchSpec) -> str:
+    """The spec's budget in words, e.g. "64 trials or 1500 epochs (first reached)"."""
     s = spec.search
     parts = ([f"{s.n_trials} trials"] if s.n_trials is not None else []) + (
         [f"{s.budget_epochs} epochs"] if s.budget_epochs is not None else [])

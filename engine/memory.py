@@ -7,9 +7,10 @@ peak by category. Real CPU tensors under the same tracker give the same figure t
 a configuration needing hundreds of GiB is estimated in seconds with ~330 MB of host memory.
 
 It runs in a subprocess (``python -m engine.memory``: JSON request on stdin or as the first
-argument, one tagged JSON line on stdout; the protocol is in ``engine.memory_ipc``) because fake tensors can abort the interpreter (fake
-``cuda`` tensors on a CPU-only build die in backward), and a model that allocates real memory
-behind the fake mode's back must not take the caller down.
+argument, one tagged JSON line on stdout; protocol in ``engine.memory_ipc``) because fake
+tensors can abort the interpreter (fake ``cuda`` tensors on a CPU-only build die in backward),
+and a model that allocates real memory behind the fake mode's back must not take the caller
+down.
 
 The tracked step is training's steady state: optimizer state exists (AdamW and SGD-momentum
 create it lazily at their first step, so a zero-gradient step precedes tracking), gradients
