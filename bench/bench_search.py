@@ -66,16 +66,23 @@ def _space(dataset: str, cifar_zip: str | None, breadth: str = "narrow",
             "constraints": {"gpu_ram_mb": cap}}
 
 
+def _front(points: list[tuple[float, float]], cap: float) -> list[tuple[float, float]]:
+    """The feasible (memory / cap, accuracy) staircase: memory ascending, each point raising
+    the accuracy of those before it."""
+    front, best = [], -1.0
+    for mem, acc in sorted(p for p in points if p[0] <= cap):
+        if acc > best:
+            front.append((mem / cap, acc))
+            best = acc
+    return front
+
+
 def hypervolume(points: list[tuple[float, float]], cap: float,
                 ref: tuple[float, float] = (1.0, 0.0)) -> float:
     """Area dominated by (memory, accuracy) points and bounded by ``ref`` = (memory / cap,
     accuracy); memory scaled by the cap. The default reference is (cap, 0)."""
     ref_m, ref_a = ref
-    front, best = [], ref_a
-    for mem, acc in sorted(points):  # memory ascending; keep the points that raise accuracy
-        if mem / cap < ref_m and acc > best:
-            front.append((mem / cap, acc))
-            best = acc
+    front = [(m, a) for m, a in _front(points, cap) if m < ref_m and a > ref_a]
     area = 0.0
     for i, (m, a) in enumerate(front):
         nxt = front[i + 1][0] if i + 1 < len(front) else ref_m
@@ -86,11 +93,7 @@ def hypervolume(points: list[tuple[float, float]], cap: float,
 def nadir_reference(points: list[tuple[float, float]], cap: float) -> tuple[float, float]:
     """A reference point just beyond the nadir of the points' front (10% of each range): the
     usual choice in multi-objective benchmarks, so the area measures only where fronts differ."""
-    front, best = [], -1.0
-    for mem, acc in sorted(p for p in points if p[0] <= cap):
-        if acc > best:
-            front.append((mem / cap, acc))
-            best = acc
+    front = _front(points, cap)
     ms, accs = [m for m, _ in front], [a for _, a in front]
     return (min(1.0, max(ms) + 0.1 * (max(ms) - min(ms))),
             max(0.0, min(accs) - 0.1 * (max(accs) - min(accs))))
