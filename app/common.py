@@ -15,15 +15,15 @@ if _ROOT not in sys.path:
 
 from engine.errors import WaveSearchError  # noqa: E402
 from storage import TrialRow, list_studies, load_study, memory_cap_mb, trial_rows  # noqa: E402
+from storage.schema import DEFAULT_STORAGE_URL  # noqa: E402
 
-DEFAULT_STORAGE = "sqlite:///wavesearch.db"
 REFRESH_S = 3  # seconds between refreshes while trials are running
 
 
 def storage_url() -> str:
     """The storage URL: the sidebar's value, initialised from ``WAVESEARCH_STORAGE``."""
     if "storage_url" not in st.session_state:
-        st.session_state["storage_url"] = os.environ.get("WAVESEARCH_STORAGE", DEFAULT_STORAGE)
+        st.session_state["storage_url"] = os.environ.get("WAVESEARCH_STORAGE", DEFAULT_STORAGE_URL)
     return st.sidebar.text_input("Storage URL", key="storage_url")
 
 

@@ -4,7 +4,7 @@ Measures:
 
 1. CIFAR-10 from the JPEG ImageFolder zip: a cold load (hash, decode 60,000 JPEGs, write the
    cache, split) into a fresh cache folder, then cached loads (hash, read the npz, split);
-2. images/s of :class:`engine.augment.BatchAugment` against a per-image Python loop drawing
+2. images/s of :class:`engine.data.augment.BatchAugment` against a per-image Python loop drawing
    the same parameters, at batch 512 of 3x32x32 float32.
 
 Usage (the cold decode takes ~10-40 s, run it once)::
@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from engine.augment import AugmentConfig, AugmentParams, BatchAugment
-from engine.data import DataRequest, load_data
+from engine.data import DataConfig, load_data
+from engine.data.augment import AugmentConfig, AugmentParams, BatchAugment
 from engine.data.cache import file_sha256
 
 DEFAULT_ZIP = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.zip")
@@ -39,7 +39,7 @@ def bench_load(zip_path: Path, repeats: int) -> None:
     """Cold then cached load of the zip into a throw-away cache folder."""
     cache = Path(tempfile.mkdtemp(prefix="wavesearch-bench-"))
     try:
-        request = DataRequest("imagefolder", root=str(zip_path), cache_dir=str(cache))
+        request = DataConfig(dataset="imagefolder", root=str(zip_path), cache_dir=str(cache))
         t0 = time.perf_counter()
         bundle = load_data(request)
         cold = time.perf_counter() - t0

@@ -24,11 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from engine.augment import AugmentConfig, BatchAugment
+from engine.data.augment import AugmentConfig, BatchAugment
 from engine.data.base import DataBundle
 from engine.models import create_model, create_preset
-from engine.space import TrainConfig
-from engine.train import DeviceData, train_model
+from engine.train import DeviceData, TrainConfig, train_model
 
 MODELS = {
     "WaveMix-Lite-32/7": lambda: create_preset("wavemix-lite-32-7"),

@@ -6,6 +6,10 @@ Public API::
     engine.list_families() -> list[str]
     engine.load_spec(path) -> SearchSpec
     engine.load_model(path) -> torch.nn.Module   # from an exported checkpoint
+    engine.run_search(spec) -> SearchOutcome     # run or resume a search
+
+Packages by concern: ``models``, ``data``, ``train``, ``memory``, ``search``, ``cli``; the
+configs they share are in ``config`` (see docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations

@@ -54,16 +54,14 @@ def _versions() -> dict[str, str]:
 
 def _test_accuracy(model: nn.Module, study_attrs: dict[str, Any]) -> float | None:
     """Top-1 on the data set's test split, when it has one (the search never saw it)."""
-    from engine.data import load_data
+    from engine.data import DataConfig, load_data
     from engine.train import DeviceData, evaluate
 
     spec = study_attrs.get(schema.STUDY_SPEC) or {}
     d = spec.get("data")
     if not d:
         return None
-    from engine.spec import DataSpec
-
-    bundle = load_data(DataSpec.model_validate(d).request())
+    bundle = load_data(DataConfig.model_validate(d))
     if bundle.test_x is None or len(bundle.test_x) == 0:
         return None
     return evaluate(model, DeviceData(bundle.test_x, bundle.test_y, bundle.mean, bundle.std,

@@ -1,12 +1,11 @@
 """The search-space file: YAML loaded once into frozen, validated models.
 
-Everything a user can write is declared here; nothing deeper in the engine sees a raw dict.
-A parameter is either a fixed scalar or a distribution mapping tagged by ``type``::
-
-    final_dim: 64                                   # fixed
-    depth: {type: int, low: 2, high: 8}             # integer range (step, log optional)
-    dropout: {type: float, low: 0.0, high: 0.5}     # float range (log: true for log-uniform)
-    wavelet: {type: categorical, choices: [haar, db2]}
+Everything a user can write is declared here or in the runtime config it configures; nothing
+deeper in the engine sees a raw dict. The ``data``, ``train`` and ``constraints`` sections are
+the runtime configs themselves (:class:`~engine.data.DataConfig`,
+:class:`~engine.train.TrainConfig`, :class:`~engine.caps.CapsConfig`) in their spec
+form, where searchable fields may hold distributions (see :mod:`engine.config`); model
+parameters are checked against each family's own config class.
 """
 
 from __future__ import annotations
@@ -14,13 +13,17 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from engine.data.base import DataRequest
+from engine.caps import CapsConfig
+from engine.config import CategoricalParam, Distribution, FloatParam, IntParam, Scalar, check_param
+from engine.data.base import DataConfig
 from engine.errors import SpecError
+from engine.train.config import TrainConfig
+from storage.schema import DEFAULT_STORAGE_URL
 
 __all__ = [
     "apply_overrides",
@@ -34,124 +37,18 @@ __all__ = [
     "spec_hash",
 ]
 
-Scalar = bool | int | float | str
+Param = Distribution | Scalar
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class IntParam(_Frozen):
-    """Integer range ``[low, high]`` sampled in steps of ``step`` (or log-uniformly)."""
-
-    type: Literal["int"]
-    low: int
-    high: int
-    step: int = Field(1, ge=1)
-    log: bool = False
-
-    @model_validator(mode="after")
-    def _ordered(self) -> IntParam:
-        if self.low > self.high:
-            raise ValueError(f"low ({self.low}) must be <= high ({self.high})")
-        if self.log and (self.step != 1 or self.low < 1):
-            raise ValueError("a log int range needs step 1 and low >= 1")
-        return self
-
-    def values_to_check(self) -> list[int]:
-        """Endpoints and the first step, enough to check per-value rules."""
-        return sorted({self.low, self.high, min(self.low + self.step, self.high)})
-
-
-class FloatParam(_Frozen):
-    """Float range ``[low, high]``, uniform or log-uniform (``log: true``)."""
-
-    type: Literal["float"]
-    low: float
-    high: float
-    log: bool = False
-    step: float | None = None
-
-    @model_validator(mode="after")
-    def _ordered(self) -> FloatParam:
-        if self.low > self.high:
-            raise ValueError(f"low ({self.low}) must be <= high ({self.high})")
-        if self.log and self.low <= 0:
-            raise ValueError(f"a log float range needs low > 0 (got {self.low})")
-        return self
-
-    def values_to_check(self) -> list[float]:
-        return [self.low, self.high]
-
-
-class CategoricalParam(_Frozen):
-    """A choice among ``choices`` (scalars)."""
-
-    type: Literal["categorical"]
-    choices: list[Scalar] = Field(min_length=1)
-
-    def values_to_check(self) -> list[Scalar]:
-        return list(self.choices)
-
-
-Distribution = Annotated[IntParam | FloatParam | CategoricalParam, Field(discriminator="type")]
-Param = Distribution | Scalar
-
-
 class StudySpec(_Frozen):
     """Where the study lives. ``storage`` is a SQLAlchemy URL (sqlite:///..., postgresql+psycopg2://...)."""
 
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
-    storage: str = "sqlite:///wavesearch.db"
-
-
-class DataSpec(_Frozen):
-    """Which data set, and how much of it a search uses."""
-
-    dataset: str
-    root: str | None = None
-    train_size: int | None = Field(None, ge=1)
-    val_size: int | None = Field(None, ge=1)
-    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
-    seed: int = 0
-    image_size: int | None = Field(None, ge=4, le=1024, description="resize images to this square")
-    cache_dir: str | None = None
-
-    def request(self) -> DataRequest:
-        """The loader request this section describes (the one place that builds it)."""
-        return DataRequest(**self.model_dump())
-
-
-class AugmentSpec(_Frozen):
-    """Batch-wise augmentation on the training device."""
-
-    crop_padding: int = Field(0, ge=0, le=16)
-    flip: bool = False
-    cutout: int = Field(0, ge=0, le=64)
-    padding_mode: Literal["reflect", "zeros"] = "reflect"
-
-
-class TrainSpec(_Frozen):
-    """The training budget and optimiser. Learning rates are per optimiser phase."""
-
-    epochs: int = Field(ge=1, le=10_000)
-    batch_size: Param = 64
-    optimizer: Literal["adamw", "sgd", "dualopt"] = "dualopt"
-    # DualOpT: epochs trained with AdamW before the switch to SGD (fresh state).
-    switch_epoch: Param = 1
-    # If set, switch instead when validation accuracy has not improved for this many epochs.
-    switch_patience: int | None = Field(None, ge=1)
-    lr: Param = 1e-3  # AdamW learning rate
-    sgd_lr: Param = 1e-3
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    weight_decay: Param = 0.01
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    # "cosine": within each optimiser phase the rate falls from its start value to 0.
-    lr_schedule: Literal["constant", "cosine"] = "constant"
-    augment: AugmentSpec = AugmentSpec()
-    amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision; takes effect on CUDA
-    channels_last: bool = False  # NHWC memory layout, often faster for convolutions on GPUs
-    seed: int = 0
+    storage: str = DEFAULT_STORAGE_URL
 
 
 Metric = Literal["val_accuracy", "peak_memory_mb", "param_count"]
@@ -162,13 +59,6 @@ class ObjectiveSpec(_Frozen):
 
     metric: Metric
     direction: Literal["maximize", "minimize"]
-
-
-class ConstraintSpec(_Frozen):
-    """Hard limits. A trial over either is recorded infeasible, never on the Pareto front."""
-
-    gpu_ram_mb: float | None = Field(None, gt=0, description="per-trial peak training memory cap")
-    max_params: int | None = Field(None, ge=1)
 
 
 class AshaSpec(_Frozen):
@@ -204,15 +94,18 @@ class ResourceSpec(_Frozen):
     gpus: float = Field(0.0, ge=0)
 
 
+TrainSpec = TrainConfig.spec_form()
+
+
 class SearchSpec(_Frozen):
     """A whole search-space file."""
 
     study: StudySpec
-    data: DataSpec
+    data: DataConfig
     model: dict[str, dict[str, Param]] = Field(min_length=1)
-    train: TrainSpec
+    train: TrainSpec  # type: ignore[valid-type]
     objectives: list[ObjectiveSpec] = Field(min_length=1, max_length=3)
-    constraints: ConstraintSpec = ConstraintSpec()
+    constraints: CapsConfig = CapsConfig()
     search: SearchSettings
     resources: ResourceSpec = ResourceSpec()
 
@@ -265,13 +158,26 @@ def _describe_allowed(loc: tuple, model_cls: type[BaseModel] = SearchSpec) -> st
     return ""
 
 
+def _clean_loc(loc: tuple) -> tuple:
+    """The key path of an error: pydantic's union-member and type names dropped."""
+    return tuple(p for p in loc if not (isinstance(p, str) and (
+        p in ("int", "float", "categorical", "bool", "str") or "[" in p
+        or p.startswith(("function", "constrained")))))
+
+
+def _branch_fits(err: dict) -> bool:
+    """For a field that takes a value or a distribution, the error of the branch the user
+    meant: the distribution's for a mapping, the value's otherwise."""
+    in_distribution = any(isinstance(p, str) and p.startswith("tagged-union") for p in err["loc"])
+    return in_distribution == isinstance(err.get("input"), dict)
+
+
 def _translate(err: ValidationError, path: str) -> SpecError:
     """Turn pydantic's report into one SpecError naming the first broken key."""
-    first = err.errors()[0]
-    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p in
-                                                  ("int", "float", "categorical", "bool", "str")))
-    # Pydantic puts union-member names in loc (e.g. "function-after[...]"): drop them.
-    loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function"))))
+    errors = err.errors()
+    loc = _clean_loc(errors[0]["loc"])
+    same = [e for e in errors if _clean_loc(e["loc"]) == loc]
+    first = next((e for e in same if _branch_fits(e)), same[0])
     key = ".".join(str(p) for p in loc) or "<top level>"
     msg = first["msg"].removeprefix("Value error, ")
     got = first.get("input")
@@ -280,9 +186,9 @@ def _translate(err: ValidationError, path: str) -> SpecError:
         msg = f"unknown key {loc[-1]!r}" + (f"; allowed keys here: {allowed}" if allowed else "")
     elif first["type"] == "missing":
         msg = "required key is missing"
-    elif not isinstance(got, dict):
+    elif not isinstance(got, dict) and "(got " not in msg:
         msg = f"{msg} (got {got!r})"
-    more = len(err.errors()) - 1
+    more = len({_clean_loc(e["loc"]) for e in errors}) - 1
     if more:
         msg += f" [and {more} more problem(s)]"
     return SpecError(msg, path=path, key=key)
@@ -297,10 +203,40 @@ def parse_spec(raw: Any, path: str = "<spec>") -> SearchSpec:
         spec = SearchSpec.model_validate(raw)
     except ValidationError as e:
         raise _translate(e, path) from None
-    from engine.space import check_space  # local: the space module imports the model registry
-
-    check_space(spec, path)
+    _check_registries(spec, path)
     return spec
+
+
+def _check_registries(spec: SearchSpec, path: str) -> None:
+    """Names a spec uses must be registered, and every model parameter value a spec can
+    produce must satisfy its family's config rules (so a bad range fails at validate time)."""
+    from engine.data import DATASETS
+    from engine.models import DATA_FIELDS, FAMILIES
+
+    if spec.data.dataset not in DATASETS:
+        raise SpecError(f"unknown dataset {spec.data.dataset!r}; allowed: "
+                        f"{', '.join(DATASETS.names())}", path=path, key="data.dataset")
+    for family, params in spec.model.items():
+        if family not in FAMILIES:
+            raise SpecError(f"unknown model family {family!r}; allowed: "
+                            f"{', '.join(FAMILIES.names())}", path=path, key=f"model.{family}")
+        cfg_cls = FAMILIES.get(family).config_cls
+        fields = cfg_cls.model_fields
+        for name, param in params.items():
+            key = f"model.{family}.{name}"
+            if name in DATA_FIELDS:
+                raise SpecError(f"{name!r} is set from the data set and cannot be given in a "
+                                "spec; remove it", path=path, key=key)
+            if name not in fields:
+                allowed = ", ".join(f for f in fields if f not in DATA_FIELDS)
+                raise SpecError(f"unknown parameter {name!r} of family {family!r}; allowed: "
+                                f"{allowed}", path=path, key=key)
+            try:
+                # The family's whole config class judges each value: its validators apply too.
+                check_param(fields[name], param, lambda v, n=name, c=cfg_cls: c(**{n: v}))
+            except ValueError as e:
+                raise SpecError(f"{name} {e}" if str(e).startswith(("takes", "must"))
+                                else str(e), path=path, key=key) from None
 
 
 def apply_overrides(raw: Any, overrides: list[str], path: str) -> Any:

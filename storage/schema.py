@@ -7,6 +7,7 @@ sides cannot drift apart. Values are JSON-serialisable.
 from __future__ import annotations
 
 __all__ = [
+    "DEFAULT_STORAGE_URL",
     "INTERRUPTED_REASON",
     "METRICS",
     "STUDY_CONSTRAINTS",
@@ -34,6 +35,9 @@ __all__ = [
     "TRIAL_WEIGHTS",
     "TRIAL_DATA",
 ]
+
+# Where studies live unless a spec or a command says otherwise (a file in the working folder).
+DEFAULT_STORAGE_URL = "sqlite:///wavesearch.db"
 
 # Metrics a spec may use as objectives (the spec's Literal is checked against this in tests).
 METRICS = ("val_accuracy", "peak_memory_mb", "param_count")

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.augment import AugmentConfig, AugmentParams, BatchAugment
+from engine.data.augment import AugmentConfig, AugmentParams, BatchAugment
 from engine.errors import ConfigError
 
 DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
@@ -103,9 +103,9 @@ def test_cutout_zeroes_one_square_inside_each_image():
 
 
 @pytest.mark.parametrize("kwargs, pattern", [
-    ({"crop_padding": -1}, "crop_padding must be an integer >= 0"),
-    ({"cutout": 2.5}, "cutout must be an integer >= 0"),
-    ({"padding_mode": "edge"}, "padding_mode must be 'reflect' or 'zeros'"),
+    ({"crop_padding": -1}, r"augment\.crop_padding: .*greater than or equal to 0 \(got -1\)"),
+    ({"cutout": 2.5}, r"augment\.cutout: .*valid integer \(got 2\.5\)"),
+    ({"padding_mode": "edge"}, r"augment\.padding_mode: .*'reflect' or 'zeros' \(got 'edge'\)"),
 ])
 def test_bad_configs_are_rejected(kwargs, pattern):
     with pytest.raises(ConfigError, match=pattern):

@@ -32,7 +32,7 @@ def test_over_cap_candidates_are_recorded_infeasible_not_trained(ray_local, sqli
     from engine.data import load_data
 
     spec = _spec("caps", gpu_ram_mb=1.5, max_params=20_000)
-    study = prepare_study(spec, sqlite_url, load_data(spec.data.request()))
+    study = prepare_study(spec, sqlite_url, load_data(spec.data))
     for fd in (8, 32, 8):  # fd 32: ~2.9 MB predicted at batch 32 and ~40k parameters
         study.enqueue_trial({"wavemix.final_dim": fd})
     run_search(spec, storage_url=sqlite_url, progress=lambda _: None)
@@ -68,7 +68,7 @@ ray.init(address="local", num_cpus=2, resources={"gpu_mem_mb": 3}, include_dashb
 try:
     from engine.data import load_data
     from engine.search import prepare_study
-    study = prepare_study(spec, sys.argv[2], load_data(spec.data.request()))
+    study = prepare_study(spec, sys.argv[2], load_data(spec.data))
     for fd in (16, 64, 16):
         study.enqueue_trial({"wavemix.final_dim": fd})
     run_search(spec, storage_url=sys.argv[2], progress=lambda _: None)

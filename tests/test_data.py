@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.data import DATASETS, DataRequest, cache, cifar, imagefolder, load_data
+from engine.data import DATASETS, DataConfig, cache, cifar, imagefolder, load_data
 from engine.data.base import _stratified_cap, channel_stats, stratified_split
 from engine.data.download import download
-from engine.errors import DataError
+from engine.errors import ConfigError, DataError
 
 # CI clones the repo with shared/ beside it: find the zip relative to the checkout.
 SHARED_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.zip"
@@ -121,10 +121,10 @@ def test_registry_holds_every_kind():
     assert set(DATASETS.names()) == {"cifar10", "digits", "imagefolder", "synthetic"}
 
 
-def _request(kind: str, tmp_path: Path, members: dict[str, bytes] | None) -> DataRequest:
+def _request(kind: str, tmp_path: Path, members: dict[str, bytes] | None) -> DataConfig:
     cache = str(tmp_path / "cache")
     if kind in ("digits", "synthetic"):
-        return DataRequest(kind, cache_dir=cache)
+        return DataConfig(dataset=kind, cache_dir=cache)
     if kind == "jpeg-zip":
         root = _write_zip(tmp_path / "c.zip", members)
     elif kind == "png-dir":
@@ -135,7 +135,7 @@ def _request(kind: str, tmp_path: Path, members: dict[str, bytes] | None) -> Dat
         assert kind == "cifar-folder"
         root = _write_tree(tmp_path, _fake_cifar_files())
     dataset = "cifar10" if kind.startswith("cifar") else "imagefolder"
-    return DataRequest(dataset, root=str(root), cache_dir=cache, val_fraction=0.25)
+    return DataConfig(dataset=dataset, root=str(root), cache_dir=cache, val_fraction=0.25)
 
 
 @pytest.mark.parametrize("kind", ["digits", "synthetic", "jpeg-zip", "png-dir", "cifar-archive",
@@ -175,7 +175,7 @@ def test_split_is_seeded_disjoint_stratified_and_caps_are_exact():
 
 
 def test_caps_and_resize_apply_to_every_loader():
-    b = load_data(DataRequest("digits", train_size=100, val_size=30, image_size=16))
+    b = load_data(DataConfig(dataset="digits", train_size=100, val_size=30, image_size=16))
     assert b.train_x.shape == (100, 1, 16, 16) and b.val_x.shape == (30, 1, 16, 16)
 
 
@@ -191,15 +191,15 @@ def test_mixed_sizes_need_image_size_and_mixed_modes_widen_to_rgb(tmp_path):
     files["data/train/a/big.png"] = _png(np.zeros((20, 20, 3), np.uint8))
     root = str(_write_tree(tmp_path, files) / "data")
     with pytest.raises(DataError, match=r"big\.png: image is 20x20 .*image_size"):
-        load_data(DataRequest("imagefolder", root=root, cache_dir=str(tmp_path / "c")))
-    b = load_data(DataRequest("imagefolder", root=root, cache_dir=str(tmp_path / "c"),
+        load_data(DataConfig(dataset="imagefolder", root=root, cache_dir=str(tmp_path / "c")))
+    b = load_data(DataConfig(dataset="imagefolder", root=root, cache_dir=str(tmp_path / "c"),
                               image_size=8))
     assert b.train_x.shape[1:] == (3, 8, 8) and b.test_x.shape[1:] == (3, 8, 8)
 
 
 def test_class_folder_layout_without_splits(tmp_path):
     files = {k.replace("data/train/", "x/"): v for k, v in _gray_tree().items() if "/train/" in k}
-    b = load_data(DataRequest("imagefolder", root=str(_write_tree(tmp_path, files) / "x"),
+    b = load_data(DataConfig(dataset="imagefolder", root=str(_write_tree(tmp_path, files) / "x"),
                               cache_dir=str(tmp_path / "c"), val_fraction=0.34))
     assert b.classes == ("a", "b", "c") and b.test_x is None
 
@@ -207,7 +207,7 @@ def test_class_folder_layout_without_splits(tmp_path):
 # --------------------------------------------------------------------------------- cache
 
 def test_second_load_reads_the_cache_without_decoding(tmp_path, jpeg_members, monkeypatch):
-    req = DataRequest("imagefolder", root=str(_write_zip(tmp_path / "c.zip", jpeg_members)),
+    req = DataConfig(dataset="imagefolder", root=str(_write_zip(tmp_path / "c.zip", jpeg_members)),
                       cache_dir=str(tmp_path / "cache"), val_fraction=0.25)
     first = load_data(req)
     assert "decoded" in first.source and len(list((tmp_path / "cache").rglob("*.npz"))) == 1
@@ -243,7 +243,7 @@ def test_corrupt_image_midway_leaves_no_cache(tmp_path, jpeg_members):
     members["cifar10/train/cat/0005.jpg"] = members["cifar10/train/cat/0005.jpg"][:100]  # truncated
     cache = tmp_path / "cache"
     with pytest.raises(DataError, match=r"c\.zip:cifar10/train/cat/0005\.jpg: cannot decode"):
-        load_data(DataRequest("imagefolder", root=str(_write_zip(tmp_path / "c.zip", members)),
+        load_data(DataConfig(dataset="imagefolder", root=str(_write_zip(tmp_path / "c.zip", members)),
                               cache_dir=str(cache)))
     assert _no_cache_entries(cache)
 
@@ -286,7 +286,7 @@ def test_cifar_downloads_over_http_then_loads_from_the_cache(tmp_path):
         server.server_close()
     assert path == tmp_path / "cache" / "downloads" / "cifar-10-python.tar.gz"
     # With no root the registered loader finds the downloaded archive and needs no network.
-    b = load_data(DataRequest("cifar10", cache_dir=str(tmp_path / "cache")))
+    b = load_data(DataConfig(dataset="cifar10", cache_dir=str(tmp_path / "cache")))
     assert b.num_classes == 10 and len(b.test_y) == 20
 
 
@@ -296,12 +296,12 @@ def test_bad_zip_and_truncated_zip_name_the_file(tmp_path, jpeg_members):
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"not a zip at all")
     with pytest.raises(DataError, match=r"bad\.zip: not a readable zip"):
-        load_data(DataRequest("imagefolder", root=str(bad), cache_dir=str(tmp_path / "c")))
+        load_data(DataConfig(dataset="imagefolder", root=str(bad), cache_dir=str(tmp_path / "c")))
     whole = _write_zip(tmp_path / "whole.zip", jpeg_members).read_bytes()
     cut = tmp_path / "cut.zip"
     cut.write_bytes(whole[: len(whole) // 2])
     with pytest.raises(DataError, match=r"cut\.zip: not a readable zip"):
-        load_data(DataRequest("imagefolder", root=str(cut), cache_dir=str(tmp_path / "c")))
+        load_data(DataConfig(dataset="imagefolder", root=str(cut), cache_dir=str(tmp_path / "c")))
     assert _no_cache_entries(tmp_path / "c")
 
 
@@ -311,7 +311,7 @@ def test_truncated_cifar_archive_names_the_file(tmp_path, cut):
     src = tmp_path / "cut.tar.gz"
     src.write_bytes(whole[: int(len(whole) * cut)])
     with pytest.raises(DataError, match=r"cut\.tar\.gz: (truncated|archive lacks)"):
-        load_data(DataRequest("cifar10", root=str(src), cache_dir=str(tmp_path / "c")))
+        load_data(DataConfig(dataset="cifar10", root=str(src), cache_dir=str(tmp_path / "c")))
     assert _no_cache_entries(tmp_path / "c")
 
 
@@ -319,14 +319,14 @@ def test_cifar_pickles_cannot_run_code_or_lie_about_shapes(tmp_path):
     files = _fake_cifar_files()
     files["cifar-10-batches-py/data_batch_2"] = b"cos\nsystem\n(S'echo hacked'\ntR."
     with pytest.raises(DataError, match=r"data_batch_2: not a readable CIFAR-10 batch.*os\.system"):
-        load_data(DataRequest("cifar10", root=str(_write_tree(tmp_path / "a", files)),
+        load_data(DataConfig(dataset="cifar10", root=str(_write_tree(tmp_path / "a", files)),
                               cache_dir=str(tmp_path / "c")))
     files = _fake_cifar_files()
     batch = _batch(20, 1)
     batch[b"data"] = batch[b"data"][:, :100]
     files["cifar-10-batches-py/data_batch_1"] = pickle.dumps(batch, protocol=2)
     with pytest.raises(DataError, match=r"data_batch_1: expected 'data' uint8 \(N, 3072\)"):
-        load_data(DataRequest("cifar10", root=str(_write_tree(tmp_path / "b", files)),
+        load_data(DataConfig(dataset="cifar10", root=str(_write_tree(tmp_path / "b", files)),
                               cache_dir=str(tmp_path / "c")))
 
 
@@ -357,17 +357,17 @@ def test_bad_folders_name_the_culprit(tmp_path, case, pattern):
                         dirs=("d/train/zzz",) if case == "empty-class-dir" else ())
     for src in (root, zipped):
         with pytest.raises(DataError, match=pattern) as err:
-            load_data(DataRequest("imagefolder", root=str(src), cache_dir=str(tmp_path / "c")))
+            load_data(DataConfig(dataset="imagefolder", root=str(src), cache_dir=str(tmp_path / "c")))
         assert str(src) in str(err.value)
     assert _no_cache_entries(tmp_path / "c")
 
 
 def test_missing_roots_say_what_to_give(tmp_path):
     with pytest.raises(DataError, match="needs data.root"):
-        load_data(DataRequest("imagefolder", cache_dir=str(tmp_path)))
+        load_data(DataConfig(dataset="imagefolder", cache_dir=str(tmp_path)))
     with pytest.raises(DataError, match="does not exist"):
-        load_data(DataRequest("imagefolder", root=str(tmp_path / "nope"), cache_dir=str(tmp_path)))
+        load_data(DataConfig(dataset="imagefolder", root=str(tmp_path / "nope"), cache_dir=str(tmp_path)))
     with pytest.raises(DataError, match="holds no CIFAR-10"):
-        load_data(DataRequest("cifar10", root=str(tmp_path), cache_dir=str(tmp_path)))
-    with pytest.raises(DataError, match="image_size must be a positive integer"):
-        DataRequest("digits", image_size=0)
+        load_data(DataConfig(dataset="cifar10", root=str(tmp_path), cache_dir=str(tmp_path)))
+    with pytest.raises(ConfigError, match=r"data\.image_size: .*greater than or equal to 4"):
+        DataConfig(dataset="digits", image_size=0)

@@ -6,17 +6,19 @@ so each test makes as few as it can, with tiny models.
 
 from __future__ import annotations
 
+import io
 import json
 import resource
 
 import pytest
 import torch
 
-from engine import memory, memory_ipc
 from engine.errors import ConfigError, MemoryEstimateError
 from engine.memory import (
     CudaCalibration,
     MemoryEstimate,
+    MemoryPredictor,
+    estimator,
     measure_training_peak_cpu,
     measure_training_peak_cuda,
     predict_training_peak,
@@ -120,19 +122,23 @@ def _request(**changes) -> dict:
                             "num_classes": 10}), ConfigError, "final_dim"),
     # Any other failure: its type and message, then the estimator's stderr.
     ({k: v for k, v in _request().items() if k != "batch_size"}, MemoryEstimateError,
-     "(?s)KeyError: 'batch_size'.*estimator stderr"),
+     "(?s)TypeError: .*batch_size.*estimator stderr"),
 ])
 def test_estimator_failures_are_translated(request_, error, match):
-    with pytest.raises(error, match=match):
-        memory_ipc.run_estimator(request_, timeout_s=120)
+    with MemoryPredictor(timeout_s=120) as predictor, pytest.raises(error, match=match):
+        predictor.ask(request_)
 
 
-def test_estimator_entry_point_reads_argv_and_prints_one_tagged_line(capsys):
-    assert memory.main([json.dumps(_request())]) == 0
-    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(memory_ipc.RESULT_TAG)]
-    assert len(lines) == 1
-    answer = json.loads(lines[0][len(memory_ipc.RESULT_TAG):])
+def test_estimator_answers_each_request_line_with_one_tagged_line():
+    requests = io.StringIO(json.dumps(_request()) + "\n" + "not json\n")
+    answers = io.StringIO()
+    assert estimator.serve(requests, answers) == 0
+    lines = [ln for ln in answers.getvalue().splitlines() if ln.startswith(estimator.RESULT_TAG)]
+    assert len(lines) == 2
+    answer = json.loads(lines[0][len(estimator.RESULT_TAG):])
     assert answer["peak_bytes"] == sum(answer["breakdown"].values()) > 0
+    # A bad line is answered with its error, and serving goes on.
+    assert json.loads(lines[1][len(estimator.RESULT_TAG):])["error"]["type"] == "JSONDecodeError"
 
 
 def test_unknown_family_is_a_config_error():

@@ -263,7 +263,7 @@ def test_cxv_samples_are_independent_of_their_batch(kind):
 
 def test_cltv_with_released_3x3_projections_has_the_released_size():
     model = create_preset("cltv-5-4", qkv_kernel=3)
-    assert n_params(model) == 3_967_434  # REFERENCE.md 2: CLTV-5/4 as released
+    assert n_params(model) == 3_967_434  # docs/SOURCES.md, CXV: CLTV-5/4 as released
 
 
 def test_performer_features_travel_with_the_checkpoint():

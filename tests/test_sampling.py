@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from engine.sampling import CurveAwareTPESampler
+from engine.search.sampling import CurveAwareTPESampler
 
 
 def _fill(study: optuna.Study) -> None:
@@ -42,21 +42,27 @@ def test_curve_aware_tpe_samples_and_prefers_good_curves(direction):
 
 
 class _Trial:
-    """What the scheduler reads of a Tune trial: its id and its config."""
+    """What the scheduler reads of a Tune trial: its id and its config (an Assignment)."""
 
     def __init__(self, tid: str, peak_mb: float):
+        from engine.search.protocol import Assignment, Prediction, TrialConfig
+        from engine.train import TrainConfig
+
         self.trial_id = tid
-        self.config = {"screen": {"peak_memory_mb": peak_mb, "param_count": 0}}
+        cfg = TrialConfig("wavemix", {}, TrainConfig(epochs=4))
+        self.config = Assignment(0, 0, cfg, Prediction(param_count=0, peak_memory_mb=peak_mb)).to_tune()
 
 
 def _result(epoch: int, acc: float) -> dict:
-    return {"epoch": epoch, "val_accuracy": acc}
+    from engine.search.protocol import Report, RunInfo
+
+    return Report(epoch=epoch, val_accuracy=acc, run=RunInfo("cpu", "h", 0.0)).to_tune()
 
 
 def test_pareto_asha_keeps_small_slow_starters_that_asha_would_stop():
     from ray.tune.schedulers import TrialScheduler
 
-    from engine.pareto_asha import ParetoASHAScheduler
+    from engine.search.pareto_asha import ParetoASHAScheduler
 
     pareto = ParetoASHAScheduler(max_t=4, grace_period=1, reduction_factor=2,
                                  static_objectives=[("peak_memory_mb", "minimize")])
@@ -76,7 +82,7 @@ def test_pareto_asha_keeps_small_slow_starters_that_asha_would_stop():
 
 
 def test_dominance():
-    from engine.pareto_asha import dominates
+    from engine.search.pareto_asha import dominates
 
     assert dominates((1.0, -1.0), (0.5, -2.0))
     assert not dominates((1.0, -3.0), (0.5, -2.0))
@@ -84,8 +90,8 @@ def test_dominance():
 
 
 def test_spec_builds_pareto_asha_with_its_static_objectives():
-    from engine.pareto_asha import ParetoASHAScheduler
-    from engine.sampling import make_scheduler
+    from engine.search.pareto_asha import ParetoASHAScheduler
+    from engine.search.sampling import make_scheduler
     from engine.spec import SearchSpec
     from tests.conftest import tiny_spec_dict
 

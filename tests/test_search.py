@@ -111,7 +111,7 @@ def test_retraining_the_exported_config_reproduces_its_accuracy(finished_search)
     """Same config, same seed, one thread: the in-process run matches the trial's curve."""
     import engine
     from engine.data import load_data
-    from engine.space import TrialConfig
+    from engine.search.protocol import TrialConfig
     from engine.train import train_model
 
     spec, url, _, _ = finished_search
@@ -123,7 +123,7 @@ def test_retraining_the_exported_config_reproduces_its_accuracy(finished_search)
         torch.manual_seed(cfg.train.seed)
         model = engine.create_model(cfg.family, **cfg.model, in_channels=1, num_classes=10,
                                     image_size=8)
-        result = train_model(model, load_data(spec.data.request()), cfg.train)
+        result = train_model(model, load_data(spec.data), cfg.train)
     finally:
         torch.set_num_threads(threads)
     assert result.curve == pytest.approx(best.user_attrs[schema.TRIAL_CURVE], abs=0.02)
@@ -188,7 +188,7 @@ def test_scheduler_prunes_and_failures_are_recorded(ray_local, sqlite_url):
                 "scheduler": "asha", "asha": {"grace_period": 1, "reduction_factor": 2}},
     )
     spec = SearchSpec.model_validate(raw)
-    data = load_data(spec.data.request())
+    data = load_data(spec.data)
     study = prepare_study(spec, sqlite_url, data)
     _enqueue(study)                                               # 0: learns -> COMPLETE
     _enqueue(study, **{"train.lr": 1e-9, "train.sgd_lr": 1e-9})   # 1: cannot learn -> PRUNED
@@ -246,7 +246,7 @@ def test_epoch_budget_with_early_stopping_runs_more_trials_within_it(ray_local, 
                 "scheduler": "asha", "asha": {"grace_period": 1, "reduction_factor": 2}})
     del raw["search"]["n_trials"]
     spec = SearchSpec.model_validate(raw)
-    study = prepare_study(spec, sqlite_url, load_data(spec.data.request()))
+    study = prepare_study(spec, sqlite_url, load_data(spec.data))
     _enqueue(study)
     for _ in range(3):
         _enqueue(study, **{"train.lr": 1e-9, "train.sgd_lr": 1e-9})

@@ -58,7 +58,13 @@ BAD = [
     ("unknown-family", "model", {"wavemixx": {"depth": 2}}, "model.wavemixx", "allowed"),
     ("unknown-dataset", "data.dataset", "mnist-nope", "data.dataset", "allowed"),
     ("unknown-sampler", "search.sampler", "cmaes", "search.sampler", "'tpe'"),
-    ("negative-lr", "train.lr", -0.1, "train.lr", "float > 0"),
+    ("negative-lr", "train.lr", -0.1, "train.lr", "greater than 0 (got -0.1)"),
+    ("negative-lr-range", "train.lr", {"type": "float", "low": -1.0, "high": 1.0}, "train.lr",
+     "greater than 0 (got -1.0)"),
+    ("bool-batch-size", "train.batch_size", True, "train.batch_size", "valid integer (got True)"),
+    ("float-range-for-int-train", "train.switch_epoch", {"type": "float", "low": 1, "high": 3},
+     "train.switch_epoch", "type: int"),
+    ("searched-switch-without-dualopt", "train.optimizer", "adamw", "train", "switch_epoch is searched"),
     ("float-range-for-int", "model.wavemix.depth", {"type": "float", "low": 1, "high": 3},
      "model.wavemix.depth", "type: int"),
     ("data-field-in-spec", "model.wavemix.in_channels", 3, "model.wavemix.in_channels", "data set"),
@@ -167,7 +173,7 @@ def test_yaml_roundtrip_of_quickstart_is_stable():
 def test_sampler_and_scheduler_choices_agree_with_registries():
     from typing import get_args
 
-    from engine.sampling import SAMPLERS, SCHEDULERS
+    from engine.search.sampling import SAMPLERS, SCHEDULERS
     from engine.spec import SearchSettings
 
     fields = SearchSettings.model_fields

@@ -6,16 +6,15 @@ import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from engine.data import DataRequest, load_data
+from engine.data import DataConfig, load_data
 from engine.errors import TrialFailure
 from engine.models import create_model
-from engine.space import TrainConfig
-from engine.train import EpochReport, train_model
+from engine.train import EpochReport, TrainConfig, train_model
 
 
 @pytest.fixture(scope="module")
 def digits():
-    return load_data(DataRequest("digits", train_size=400, val_size=100, val_fraction=0.25))
+    return load_data(DataConfig(dataset="digits", train_size=400, val_size=100, val_fraction=0.25))
 
 
 def _model(seed: int = 0):
@@ -46,8 +45,9 @@ def test_single_optimizer_modes(digits, optimizer, phase):
 
 
 def test_dualopt_plateau_switch(digits):
-    # lr 0 under AdamW: accuracy cannot improve, so the plateau rule switches after `patience`.
-    result, reports = _run(digits, optimizer="dualopt", switch_patience=1, lr=0.0, sgd_lr=0.01)
+    # lr 1e-12 under AdamW (rules require lr > 0): steps far below float32 resolution, so
+    # accuracy cannot improve and the plateau rule switches after `patience`.
+    result, reports = _run(digits, optimizer="dualopt", switch_patience=1, lr=1e-12, sgd_lr=0.01)
     assert [r.optimizer for r in reports][:3] == ["adamw", "adamw", "sgd"]
     assert result.switched_at == 3
 

@@ -1,13 +1,13 @@
 """Data sets. Importing this package registers every loader."""
 
 from engine.data import builtin, cifar, imagefolder  # noqa: F401  (register the loaders)
-from engine.data.base import DATASETS, DataBundle, DataRequest, make_bundle, register_dataset
+from engine.data.base import DATASETS, DataBundle, DataConfig, make_bundle, register_dataset
 from engine.errors import DataError
 
-__all__ = ["DATASETS", "DataBundle", "DataRequest", "load_data", "make_bundle", "register_dataset"]
+__all__ = ["DATASETS", "DataBundle", "DataConfig", "load_data", "make_bundle", "register_dataset"]
 
 
-def load_data(request: DataRequest) -> DataBundle:
+def load_data(request: DataConfig) -> DataBundle:
     """Load (decode or read from cache) the data set a request names.
 
     Raises:

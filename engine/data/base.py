@@ -10,16 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
+from pydantic import Field
 
+from engine.config import Config
 from engine.errors import DataError
 from engine.registry import Registry
 
 __all__ = [
     "DATASETS",
     "DataBundle",
-    "DataRequest",
+    "DataConfig",
     "channel_stats",
     "make_bundle",
     "register_dataset",
@@ -27,9 +30,8 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class DataRequest:
-    """What a search asks of a data set (the validated ``data`` section of a spec).
+class DataConfig(Config):
+    """Which data set a run uses, and how much of it (the ``data`` section of a spec).
 
     Attributes:
         dataset: Registered loader name (``digits``, ``cifar10``, ``imagefolder``, ...).
@@ -44,21 +46,16 @@ class DataRequest:
             else ``~/.cache/wavesearch``).
     """
 
+    section: ClassVar[str] = "data"
+
     dataset: str
     root: str | None = None
-    train_size: int | None = None
-    val_size: int | None = None
-    val_fraction: float = 0.1
+    train_size: int | None = Field(None, ge=1)
+    val_size: int | None = Field(None, ge=1)
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     seed: int = 0
-    image_size: int | None = None
+    image_size: int | None = Field(None, ge=4, le=1024, description="resize to this square")
     cache_dir: str | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("train_size", "val_size", "image_size"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise DataError(f"data.{name} must be a positive integer or null, got {value}; "
-                                f"remove it to keep every image / the native size")
 
 
 @dataclass(frozen=True)
@@ -100,12 +97,12 @@ class DataBundle:
         return len(self.classes)
 
 
-Loader = Callable[[DataRequest], DataBundle]
+Loader = Callable[[DataConfig], DataBundle]
 DATASETS: Registry[Loader] = Registry("dataset")
 
 
 def register_dataset(name: str) -> Callable[[Loader], Loader]:
-    """Decorator registering ``loader(request) -> DataBundle`` under ``name``."""
+    """Decorator registering ``loader(config) -> DataBundle`` under ``name``."""
     return DATASETS.register(name)
 
 
@@ -177,7 +174,7 @@ def _stratified_cap(y: np.ndarray, n: int | None, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(keep))
 
 
-def make_bundle(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], request: DataRequest, *,
+def make_bundle(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], request: DataConfig, *,
                 test_x: np.ndarray | None = None, test_y: np.ndarray | None = None,
                 source: str = "") -> DataBundle:
     """Split a decoded training set into train/val, apply the size caps, compute statistics.

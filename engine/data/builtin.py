@@ -6,7 +6,7 @@ import numpy as np
 
 from engine.data.base import (
     DataBundle,
-    DataRequest,
+    DataConfig,
     make_bundle,
     register_dataset,
     stratified_split,
@@ -20,7 +20,7 @@ _TEST_FRACTION = 0.2
 _TEST_SEED = 1_797
 
 
-def _with_holdout(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], request: DataRequest,
+def _with_holdout(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], request: DataConfig,
                   source: str) -> DataBundle:
     pool, test = stratified_split(y, _TEST_FRACTION, _TEST_SEED)
     pool, test = np.sort(pool), np.sort(test)
@@ -29,7 +29,7 @@ def _with_holdout(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], reques
 
 
 @register_dataset("digits")
-def load_digits(request: DataRequest) -> DataBundle:
+def load_digits(request: DataConfig) -> DataBundle:
     """scikit-learn's 1,797 8x8 grayscale digits (values 0..16), scaled to uint8."""
     from sklearn.datasets import load_digits as sk_digits
 
@@ -41,7 +41,7 @@ def load_digits(request: DataRequest) -> DataBundle:
 
 
 @register_dataset("synthetic")
-def load_synthetic(request: DataRequest) -> DataBundle:
+def load_synthetic(request: DataConfig) -> DataBundle:
     """Learnable random data for tests: class k has a bright k-th horizontal band, 3x16x16."""
     rng = np.random.default_rng(request.seed)
     n, classes = 400, 4

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.base import DataBundle, DataRequest, make_bundle, register_dataset
+from engine.data.base import DataBundle, DataConfig, make_bundle, register_dataset
 from engine.data.cache import cache_root, cached_arrays, file_sha256
 from engine.data.download import download
 from engine.errors import DataError
@@ -164,7 +164,7 @@ def fetch_cifar10(cache_dir: Path, *, url: str = CIFAR10_URL, md5: str = CIFAR10
 
 
 @register_dataset("cifar10")
-def load_cifar10(request: DataRequest) -> DataBundle:
+def load_cifar10(request: DataConfig) -> DataBundle:
     """CIFAR-10: 50,000 training and 10,000 test RGB images of 32x32, ten classes."""
     cache_dir = cache_root(request.cache_dir)
     if request.root:

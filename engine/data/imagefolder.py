@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.base import DataBundle, DataRequest, make_bundle, register_dataset
+from engine.data.base import DataBundle, DataConfig, make_bundle, register_dataset
 from engine.data.cache import cache_root, cached_arrays, file_sha256, tree_fingerprint
 from engine.data.images import IMAGE_EXTENSIONS, decode_image
 from engine.errors import DataError
@@ -212,7 +212,7 @@ def _fingerprint(path: Path) -> str:
 
 
 @register_dataset("imagefolder")
-def load_imagefolder(request: DataRequest) -> DataBundle:
+def load_imagefolder(request: DataConfig) -> DataBundle:
     """Class folders of images in a folder or ``.zip`` (see the module docstring)."""
     if not request.root:
         raise DataError("dataset 'imagefolder' needs data.root: a folder or .zip of class "

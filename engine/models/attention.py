@@ -1,4 +1,4 @@
-"""Attention mechanisms for CXV, written on torch primitives (seed 003; REFERENCE.md 2-3).
+"""Attention mechanisms for CXV, written on torch primitives (docs/SOURCES.md, CXV and Wave-ViT).
 
 Every module maps a feature map ``(B, C, H, W)`` to ``(B, C, H, W)``: each pixel is a token,
 there is no class token and no position embedding. Projections are 1x1 convolutions (a Linear
@@ -7,7 +7,7 @@ per token). Notation: h = heads, d = head_dim, n = H*W tokens, m = landmarks or 
 Mixed precision: the projections run in whatever precision autocast picks, but every kernel
 core (feature maps, normalisers, softmax, pseudo-inverse) runs in float32 with autocast off.
 The elu+1 and ReLU kernels overflow fp16 at a few times unit scale, FAVOR+ underflows its
-normaliser, and Nystrom's iterative pseudo-inverse is not stable in fp16 (REFERENCE.md 2).
+normaliser, and Nystrom's iterative pseudo-inverse is not stable in fp16 (docs/SOURCES.md, CXV).
 
 Batch independence: every statistic (FAVOR+ stabilisers, Nystrom's pseudo-inverse scale) is
 taken per sample and head, never over the batch, so a sample's output does not depend on the
@@ -240,7 +240,7 @@ class NystromAttention(_TokenAttention):
 
 
 class WaveAttention(nn.Module):
-    """Wave-ViT attention (seed 002; REFERENCE.md 3): full-resolution queries; keys and values
+    """Wave-ViT attention (docs/SOURCES.md, Wave-ViT): full-resolution queries; keys and values
     from a 1x1 reduction to C/4, a Haar DWT (back to C channels at half size), a 3x3 conv and
     an optional strided embedding, with exact softmax over that reduced set; the inverse DWT
     of the filtered map is concatenated to the attention output before the projection.

@@ -1,4 +1,4 @@
-"""The baselines CXV's Table 1 compares against (seed 003; REFERENCE.md 4): ResNet-18 with a
+"""The baselines CXV's Table 1 compares against (docs/SOURCES.md, Baselines): ResNet-18 with a
 CIFAR stem, ConvMixer and a patch ViT, as small modules (timm and vit-pytorch pull in
 torchvision, which has no CPU build here).
 
@@ -231,11 +231,11 @@ def build_vit(cfg: ViTConfig) -> nn.Module:
     return ViT(**cfg.model_dump())
 
 
-register_preset("resnet18-w64", "resnet18", "ResNet-18, 86.29% CIFAR-10 (seed 003 Table 1)",
+register_preset("resnet18-w64", "resnet18", "ResNet-18, 86.29% CIFAR-10 (CXV paper, Table 1)",
                 width=64, num_classes=10)
 register_preset("convmixer-256-16-k8-p1", "convmixer",
-                "ConvMixer-16, 88.46% CIFAR-10 (seed 003 Table 1)",
+                "ConvMixer-16, 88.46% CIFAR-10 (CXV paper, Table 1)",
                 dim=256, depth=16, kernel_size=8, patch_size=1, num_classes=10)
-register_preset("vit-10-4-p4", "vit", "ViT-10/4, 57.53% CIFAR-10 (seed 003 Table 1)",
+register_preset("vit-10-4-p4", "vit", "ViT-10/4, 57.53% CIFAR-10 (CXV paper, Table 1)",
                 dim=128, depth=10, heads=4, head_dim=32, mlp_ratio=2, patch_size=4,
                 image_size=32, num_classes=10)

@@ -1,4 +1,4 @@
-"""CXV: Convolutional X-formers for Vision (seed 003; REFERENCE.md sections 2-3).
+"""CXV: Convolutional X-formers for Vision (docs/SOURCES.md, CXV).
 
 Notation: d = dim, h = heads, r = mlp_ratio. One family, ``cxv``, whose ``attention`` field
 picks the mechanism: CNV = nystrom, CPV = performer, CLTV = efficient (Shen et al., as the
@@ -166,17 +166,17 @@ class CXV(nn.Module):
         return self.head(self.pool(x).flatten(1))  # (B, num_classes)
 
 
-@register_family("cxv", CXVConfig, summary="conv + linear attention hybrids (seed 003)")
+@register_family("cxv", CXVConfig, summary="conv + linear attention hybrids (CXV paper)")
 def build_cxv(cfg: CXVConfig) -> nn.Module:
     """Build a :class:`CXV` from its validated config."""
     return CXV(**cfg.model_dump())
 
 
-# Model-layers/heads (seed 003, Table 1): d 128, head 32, MLP 2d, 10 classes.
+# Model-layers/heads (CXV paper, Table 1): d 128, head 32, MLP 2d, 10 classes.
 _CXV_5_4 = dict(dim=128, depth=5, heads=4, head_dim=32, mlp_ratio=2, num_classes=10)
-register_preset("cnv-5-4", "cxv", "CNV-5/4: Nystrom, 89.56% CIFAR-10 (seed 003)",
+register_preset("cnv-5-4", "cxv", "CNV-5/4: Nystrom, 89.56% CIFAR-10 (CXV paper)",
                 attention="nystrom", **_CXV_5_4)
-register_preset("cpv-5-4", "cxv", "CPV-5/4: Performer FAVOR+, 91.42% CIFAR-10 (seed 003)",
+register_preset("cpv-5-4", "cxv", "CPV-5/4: Performer FAVOR+, 91.42% CIFAR-10 (CXV paper)",
                 attention="performer", **_CXV_5_4)
-register_preset("cltv-5-4", "cxv", "CLTV-5/4: efficient attention, 1x1 q/k/v (seed 003)",
+register_preset("cltv-5-4", "cxv", "CLTV-5/4: efficient attention, 1x1 q/k/v (CXV paper)",
                 attention="efficient", qkv_kernel=1, **_CXV_5_4)

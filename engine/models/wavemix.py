@@ -1,4 +1,4 @@
-"""WaveMix: token mixing by a multi-level 2-D DWT (seeds 000, 001; REFERENCE.md section 1).
+"""WaveMix: token mixing by a multi-level 2-D DWT (docs/SOURCES.md, WaveMix).
 
 Notation: c = final_dim, m = mult, f = ff_channel, p = dropout, L = level, s = stride.
 The blocks live in :mod:`engine.models.wavemix_blocks`; loading weights of the reference
@@ -153,24 +153,24 @@ class WaveMix(nn.Module):
         return self.head(self.pool(x).flatten(1))  # (B, num_classes)
 
 
-@register_family("wavemix", WaveMixConfig, summary="multi-level 2-D DWT token mixing (seed 001)")
+@register_family("wavemix", WaveMixConfig, summary="multi-level 2-D DWT token mixing (WaveMix-Lite)")
 def build_wavemix(cfg: WaveMixConfig) -> nn.Module:
     """Build a :class:`WaveMix` from its validated config."""
     return WaveMix(**cfg.model_dump())
 
 
-# WaveMix-Lite-X/Y (seed 001's table): final_dim X, depth Y, mult 2, f = X, level 1, stride 1.
-# The published counts fix the input channels and the up-sampling kind (REFERENCE.md 1).
+# WaveMix-Lite-X/Y (the WaveMix-Lite table): final_dim X, depth Y, mult 2, f = X, level 1, stride 1.
+# The published counts fix the input channels and the up-sampling kind (docs/SOURCES.md, WaveMix).
 _LITE = dict(mult=2, level=1, stem="strided", stride=1, num_classes=10)
-register_preset("wavemix-lite-8-10", "wavemix", "99% MNIST, 3,566 params (seed 001)",
+register_preset("wavemix-lite-8-10", "wavemix", "99% MNIST, 3,566 params (WaveMix-Lite)",
                 in_channels=1, final_dim=8, depth=10, ff_channel=8, upsample="upsample", **_LITE)
-register_preset("wavemix-lite-8-5", "wavemix", "90% Fashion-MNIST, 7,156 params (seed 001)",
+register_preset("wavemix-lite-8-5", "wavemix", "90% Fashion-MNIST, 7,156 params (WaveMix-Lite)",
                 in_channels=1, final_dim=8, depth=5, ff_channel=8, **_LITE)
-register_preset("wavemix-lite-32-7", "wavemix", "80% CIFAR-10, 37,058 params (seed 001)",
+register_preset("wavemix-lite-32-7", "wavemix", "80% CIFAR-10, 37,058 params (WaveMix-Lite)",
                 in_channels=3, final_dim=32, depth=7, ff_channel=32, upsample="upsample", **_LITE)
-register_preset("wavemix-lite-64-6", "wavemix", "90% CIFAR-10, 520,106 params (seed 001)",
+register_preset("wavemix-lite-64-6", "wavemix", "90% CIFAR-10, 520,106 params (WaveMix-Lite)",
                 in_channels=3, final_dim=64, depth=6, ff_channel=64, **_LITE)
-# Upstream configurations (REFERENCE.md 1): mult 2, f = c, dropout 0.5.
+# Upstream configurations (docs/SOURCES.md, WaveMix): mult 2, f = c, dropout 0.5.
 register_preset("wavemix-l1-144-7", "wavemix", "94.58% CIFAR-10, 3,042,550 params (upstream)",
                 in_channels=3, num_classes=10, final_dim=144, depth=7, mult=2, ff_channel=144,
                 dropout=0.5, level=1, stem="strided", stride=1)

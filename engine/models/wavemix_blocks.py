@@ -97,7 +97,7 @@ class CascadeBlock(nn.Module):
 
 
 class ParallelBlock(nn.Module):
-    """Parallel-levels block of the 2022 paper (seed 000): every level goes through one
+    """Parallel-levels block of the 2022 paper (docs/SOURCES.md, WaveMix): every level goes through one
     feed-forward shared across levels, then straight back to full resolution by its own
     up-sampler (x2**j), and the L results are concatenated to c channels.
 

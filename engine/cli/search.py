@@ -1,26 +1,18 @@
-"""The ``engine`` command: search, validate, export, app, dashboard, studies.
-
-Errors print one line (``error: ...``) and exit non-zero; ``--debug`` shows the traceback.
-"""
+"""``engine validate``, ``engine search`` and ``engine studies``."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.errors import WaveSearchError
+from storage.schema import DEFAULT_STORAGE_URL
 
 if TYPE_CHECKING:
     from engine.spec import SearchSpec
 
-__all__ = ["main"]
-
-DEFAULT_STORAGE = "sqlite:///wavesearch.db"
+__all__ = ["add_commands"]
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -87,16 +79,6 @@ def _is_cifar_batches(path: str) -> bool:
         p.glob("cifar-10-python.tar.gz"))
 
 
-def _cmd_export(args: argparse.Namespace) -> int:
-    from engine.export import export_checkpoint
-
-    info = export_checkpoint(args.storage, args.study, trial_number=args.trial, out=args.out,
-                             test_accuracy=not args.no_test)
-    print(f"wrote {args.out}: trial {info['trial_number']} {info['family']} "
-          f"val_accuracy={info['metrics'].get('val_accuracy')}")
-    return 0
-
-
 def _cmd_studies(args: argparse.Namespace) -> int:
     from storage import list_studies
 
@@ -105,48 +87,8 @@ def _cmd_studies(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_child(cmd: list[str]) -> int:
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 0
-
-
-def _cmd_app(args: argparse.Namespace) -> int:
-    from storage import normalize_url
-
-    url = normalize_url(args.storage)
-    main_py = Path(__file__).resolve().parent.parent / "app" / "main.py"
-    env_url = {"WAVESEARCH_STORAGE": url}
-    os.environ.update(env_url)
-    print(f"WaveSearch app on http://127.0.0.1:{args.port} (storage {url})", flush=True)
-    return _run_child([sys.executable, "-m", "streamlit", "run", str(main_py),
-                       "--server.headless", "true", "--server.address", "127.0.0.1",
-                       "--server.port", str(args.port), "--browser.gatherUsageStats", "false"])
-
-
-def _cmd_dashboard(args: argparse.Namespace) -> int:
-    from optuna_dashboard import run_server
-
-    from storage import SQLArtifactStore, normalize_url, open_storage
-
-    url = normalize_url(args.storage)
-    storage = open_storage(url)
-    print(f"optuna-dashboard on http://127.0.0.1:{args.port} (storage {url})", flush=True)
-    try:
-        # The trials' weights are artifacts in the same database: the dashboard lists them too.
-        run_server(storage, host="127.0.0.1", port=args.port,
-                   artifact_store=SQLArtifactStore(url))
-    except KeyboardInterrupt:
-        pass
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="engine", description="WaveSearch: architecture search with a GUI")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register the commands of this module on the ``engine`` parser."""
     v = sub.add_parser("validate", help="check a search-space file without running it")
     v.add_argument("spec")
     v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -164,45 +106,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a spec value, e.g. --set train.epochs=2 (repeatable)")
     s.set_defaults(func=_cmd_search)
 
-    e = sub.add_parser("export", help="write a trial's checkpoint that rebuilds its model")
-    e.add_argument("--study", required=True)
-    e.add_argument("--storage", default=DEFAULT_STORAGE)
-    e.add_argument("--trial", type=int, help="trial number (default: best-accuracy Pareto point)")
-    e.add_argument("--out", required=True)
-    e.add_argument("--no-test", action="store_true", help="skip measuring test accuracy")
-    e.set_defaults(func=_cmd_export)
-
     ls = sub.add_parser("studies", help="list the studies in a storage")
-    ls.add_argument("--storage", default=DEFAULT_STORAGE)
+    ls.add_argument("--storage", default=DEFAULT_STORAGE_URL)
     ls.set_defaults(func=_cmd_studies)
-
-    a = sub.add_parser("app", help="start the Streamlit app on 127.0.0.1")
-    a.add_argument("--storage", default=DEFAULT_STORAGE)
-    a.add_argument("--port", type=int, default=8501)
-    a.set_defaults(func=_cmd_app)
-
-    d = sub.add_parser("dashboard", help="start optuna-dashboard on the same storage")
-    d.add_argument("--storage", default=DEFAULT_STORAGE)
-    d.add_argument("--port", type=int, default=8080)
-    d.set_defaults(func=_cmd_dashboard)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``engine`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except WaveSearchError as e:
-        if args.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

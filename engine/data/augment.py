@@ -3,7 +3,7 @@
 No torchvision and no per-image Python loop: every image's crop offset and flip are folded
 into one index map, and the whole batch is augmented by a single ``gather`` plus, for zero
 padding or cutout, one multiply by a 0/1 mask. On one CPU core at batch 512 that is 1.5-3.7x
-the throughput of a per-image loop (``docs/BENCHMARKS_data.md``); on a GPU it is a handful of
+the throughput of a per-image loop (docs/BENCHMARKS.md, section 3); on a GPU it is a handful of
 kernels instead of about 1,500 small launches (GPU figures not measured yet).
 
 Random crop with padding never builds the padded tensor: an output pixel reads input pixel
@@ -20,10 +20,11 @@ Usage::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
+from engine.config import Config, searchable
 from engine.errors import ConfigError
 
 __all__ = ["AugmentConfig", "AugmentParams", "BatchAugment"]
@@ -31,8 +32,7 @@ __all__ = ["AugmentConfig", "AugmentParams", "BatchAugment"]
 PaddingMode = Literal["reflect", "zeros"]
 
 
-@dataclass(frozen=True)
-class AugmentConfig:
+class AugmentConfig(Config):
     """Which augmentations to apply; all off (the default) is the identity.
 
     Attributes:
@@ -44,20 +44,12 @@ class AugmentConfig:
         padding_mode: ``reflect`` (mirror the border, no artificial edges) or ``zeros``.
     """
 
-    crop_padding: int = 0
-    flip: bool = False
-    cutout: int = 0
-    padding_mode: PaddingMode = "reflect"
+    section: ClassVar[str] = "augment"
 
-    def __post_init__(self) -> None:
-        for name in ("crop_padding", "cutout"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"augment.{name} must be an integer >= 0 (pixels), got "
-                                  f"{value!r}; use 0 to turn it off")
-        if self.padding_mode not in ("reflect", "zeros"):
-            raise ConfigError(f"augment.padding_mode must be 'reflect' or 'zeros', got "
-                              f"{self.padding_mode!r}")
+    crop_padding: int = searchable(0, ge=0, le=16)
+    flip: bool = searchable(False)
+    cutout: int = searchable(0, ge=0, le=64)
+    padding_mode: PaddingMode = "reflect"
 
     @property
     def is_identity(self) -> bool:

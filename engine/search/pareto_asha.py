@@ -4,7 +4,8 @@ ASHA compares trials at each rung by one metric. In an accuracy/memory search th
 wrong test: small models learn more slowly in their first epochs, so ASHA stops exactly the
 candidates that would hold the low-memory end of the Pareto front (measured in
 docs/BENCHMARKS.md, section 6). Here a trial's memory and size are known before it trains
-(the driver's screening), so at a rung each trial is a point (validation accuracy so far,
+(the driver's :class:`~engine.search.protocol.Prediction`), so at a rung each trial is a point
+(validation accuracy so far,
 predicted memory, parameter count) and it is stopped only when at least ``n / reduction_factor``
 of the n trials recorded at that rung dominate it. With accuracy as the only objective the rule
 is ASHA's: stop unless in the top 1/rf.
@@ -12,10 +13,11 @@ is ASHA's: stop unless in the top 1/rf.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from engine.search.protocol import Assignment, Report
 
 __all__ = ["ParetoASHAScheduler", "dominates"]
 
@@ -34,7 +36,7 @@ class ParetoASHAScheduler(FIFOScheduler):
         max_t: Epochs of a full trial.
         grace_period: First rung, in epochs.
         reduction_factor: Keep about 1/rf of the trials at each rung.
-        static_objectives: ``(key, direction)`` pairs read from the trial config's ``screen``
+        static_objectives: ``(key, direction)`` pairs read from the trial's prediction
             (``peak_memory_mb``, ``param_count``), known before training.
     """
 
@@ -51,15 +53,15 @@ class ParetoASHAScheduler(FIFOScheduler):
         self.recorded: dict[int, dict[str, tuple[float, ...]]] = {r: {} for r in self.rungs}
 
     def _point(self, trial: Any, accuracy: float) -> tuple[float, ...]:
-        screen = (trial.config or {}).get("screen", {})
+        prediction = Assignment.from_tune(trial.config).prediction
         sign = {"maximize": 1.0, "minimize": -1.0}
-        return (accuracy, *(sign[d] * float(screen.get(k, 0.0)) for k, d in self.static))
+        return (accuracy, *(sign[d] * float(getattr(prediction, k)) for k, d in self.static))
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
-        acc = result.get("val_accuracy")
-        epoch = int(result.get("epoch", 0))
-        if not isinstance(acc, float) or not math.isfinite(acc):
+        report = Report.from_tune(result)
+        if report is None or not report.has_epoch:
             return TrialScheduler.CONTINUE
+        acc, epoch = report.val_accuracy, report.epoch
         decision = TrialScheduler.CONTINUE
         for rung in self.rungs:
             seen = self.recorded[rung]

@@ -6,11 +6,11 @@ mem_tracker.MemTracker``, which sums the tensor storages alive at each operator 
 peak by category. Real CPU tensors under the same tracker give the same figure to the byte;
 a configuration needing hundreds of GiB is estimated in seconds with ~330 MB of host memory.
 
-It runs in a subprocess (``python -m engine.memory``: JSON request on stdin or as the first
-argument, one tagged JSON line on stdout; protocol in ``engine.memory_ipc``) because fake
-tensors can abort the interpreter (fake ``cuda`` tensors on a CPU-only build die in backward),
-and a model that allocates real memory behind the fake mode's back must not take the caller
-down.
+Predictions run in a subprocess (:mod:`engine.memory.estimator`, driven by
+:class:`engine.memory.MemoryPredictor`) because fake tensors can abort the interpreter (fake
+``cuda`` tensors on a CPU-only build die in backward), and a model that allocates real memory
+behind the fake mode's back must not take the caller down. This module holds what both sides
+share: the request, the tracked step and the estimate.
 
 The tracked step is training's steady state: optimizer state exists (AdamW and SGD-momentum
 create it lazily at their first step, so a zero-gradient step precedes tracking), gradients
@@ -22,12 +22,10 @@ are ``None`` when the forward begins, and the peak covers forward, cross-entropy
 from __future__ import annotations
 
 import contextlib
-import json
-import sys
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -35,23 +33,21 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from engine.errors import ConfigError, MemoryEstimateError
-from engine.memory_ipc import RESULT_TAG, run_estimator
 from engine.models import DATA_FIELDS, create_model, make_config
+from engine.train.config import TrainConfig
+from engine.train.optim import amp_dtype, build_optimizer, phases_of
 
 __all__ = [
-    "AMP_MODES",
-    "OPTIMIZERS",
     "CudaCalibration",
     "MemoryEstimate",
+    "StepRequest",
+    "answer",
     "measure_training_peak_cpu",
     "measure_training_peak_cuda",
-    "predict_training_peak",
 ]
 
-OPTIMIZERS = ("adamw", "sgd", "dualopt")
-# "none" is the spec's spelling of no AMP (engine.spec.TrainSpec.amp); None means the same.
-AMP_MODES = {None: None, "none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _MIB = 2**20
+_STEP_TRAIN = TrainConfig(epochs=1)  # default hyperparameters for the measured step
 # MemTracker category (its _MemRefType values) -> our breakdown key.
 _CATEGORIES = {
     "Parameter": "parameters",
@@ -148,68 +144,20 @@ class CudaCalibration:
         return cls(context_mb=(mean_m - scale * mean_p) / _MIB, scale=scale)
 
 
-def predict_training_peak(family: str, model_config: dict[str, Any], *, batch_size: int,
-                          in_channels: int, image_size: int, num_classes: int,
-                          optimizer: str = "adamw", amp: str | None = None,
-                          timeout_s: float = 120,
-                          calibration: CudaCalibration | None = None) -> MemoryEstimate:
-    """Predict the peak memory of one training step without allocating it.
-
-    Args:
-        family: A registered model family (``engine.models.FAMILIES``).
-        model_config: The family's configuration, without the data fields.
-        batch_size: Images per step.
-        in_channels: Channels of the input images.
-        image_size: Height = width of the input images, in pixels.
-        num_classes: Number of classes of the cross-entropy head.
-        optimizer: ``"adamw"``, ``"sgd"`` (momentum 0.9) or ``"dualopt"`` (the larger of both).
-        amp: ``None``/``"none"``, ``"bf16"`` or ``"fp16"`` autocast of the forward pass.
-            Autocast runs with CPU rules, whose op lists differ slightly from CUDA's.
-        timeout_s: Seconds the estimator subprocess may take (5-10 s for most models, 15 s
-            for a 32-block WaveMix on a loaded 2-core CPU).
-        calibration: ``None`` predicts a CPU run. A :class:`CudaCalibration` predicts a CUDA
-            run: the optimizer takes its CUDA default (multi-tensor ``foreach``, which holds a
-            parameter-sized temporary) and the calibration is applied to the peak.
-
-    Returns:
-        A ``"predicted"`` estimate; ``seconds`` includes starting the subprocess (2-8 s).
-
-    Raises:
-        ConfigError: A bad argument or model configuration (the message names the key).
-        MemoryEstimateError: The estimator crashed or timed out; the message quotes its stderr.
-    """
-    request = _make_request(family, model_config, batch_size=batch_size,
-                            in_channels=in_channels, image_size=image_size,
-                            num_classes=num_classes, optimizer=optimizer, amp=amp)
-    request["foreach"] = True if calibration is not None else None
-    start = time.perf_counter()
-    return _to_estimate(run_estimator(request, timeout_s), calibration, start)
-
-
-def _to_estimate(answer: dict[str, Any], calibration: CudaCalibration | None,
-                 start: float) -> MemoryEstimate:
-    """A predicted estimate from the estimator's answer, calibrated for CUDA when asked."""
-    peak, breakdown = answer["peak_bytes"], dict(answer["breakdown"])
-    if calibration is not None:
-        calibrated = calibration.apply(peak)
-        breakdown["cuda_overhead"] = calibrated - peak
-        peak = calibrated
-    return MemoryEstimate(peak, "predicted", time.perf_counter() - start, breakdown)
-
-
 def measure_training_peak_cpu(family: str, model_config: dict[str, Any], *, batch_size: int,
                               in_channels: int, image_size: int, num_classes: int,
                               optimizer: str = "adamw", amp: str | None = None) -> MemoryEstimate:
-    """Measure what :func:`predict_training_peak` predicts, in-process with real CPU tensors.
+    """Measure what :func:`~engine.memory.predict_training_peak` predicts, in-process with real
+    CPU tensors.
 
     This allocates the memory it measures: use it on small configurations, to validate the
     predictor. Arguments as for :func:`predict_training_peak`; returns a ``"measured"`` estimate.
     """
-    request = _make_request(family, model_config, batch_size=batch_size,
-                            in_channels=in_channels, image_size=image_size,
-                            num_classes=num_classes, optimizer=optimizer, amp=amp)
+    request = StepRequest.make(family, model_config, batch_size=batch_size,
+                               in_channels=in_channels, image_size=image_size,
+                               num_classes=num_classes, optimizer=optimizer, amp=amp)
     start = time.perf_counter()
-    peak, breakdown = _tracked_peak(request, fake=False)
+    peak, breakdown = tracked_peak(request, fake=False)
     return MemoryEstimate(peak, "measured", time.perf_counter() - start, breakdown)
 
 
@@ -225,7 +173,7 @@ def measure_training_peak_cuda(model: nn.Module, batch: tuple[torch.Tensor, torc
         model: A model already on the CUDA device.
         batch: ``(images, labels)`` on the same device, shaped (B, C, H, W) and (B,).
         optimizer: The optimizer over ``model``'s parameters.
-        amp: As for :func:`predict_training_peak`.
+        amp: As for :func:`~engine.memory.predict_training_peak`.
 
     Returns:
         A ``"measured"`` estimate: ``peak_bytes`` is ``max_memory_allocated``; ``breakdown``
@@ -250,7 +198,7 @@ def measure_training_peak_cuda(model: nn.Module, batch: tuple[torch.Tensor, torc
     optimizer.zero_grad(set_to_none=True)
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
-    _train_step(model, images, labels, optimizer, _amp_dtype(amp), device.type)
+    _train_step(model, images, labels, optimizer, amp_dtype(amp), device.type)
     torch.cuda.synchronize(device)
     allocated = torch.cuda.max_memory_allocated(device)
     reserved = torch.cuda.max_memory_reserved(device)
@@ -258,46 +206,48 @@ def measure_training_peak_cuda(model: nn.Module, batch: tuple[torch.Tensor, torc
                           {"allocated": allocated, "reserved": reserved})
 
 
-def _make_request(family: str, model_config: dict[str, Any], *, batch_size: int,
-                  in_channels: int, image_size: int, num_classes: int, optimizer: str,
-                  amp: str | None) -> dict[str, Any]:
-    """Check the arguments that are not the model's own and pack them as a JSON-able dict."""
-    for key, value in (("batch_size", batch_size), ("in_channels", in_channels),
-                       ("image_size", image_size), ("num_classes", num_classes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{key} must be a positive integer (got {value!r})")
-    if optimizer not in OPTIMIZERS:
-        raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {optimizer!r})")
-    _amp_dtype(amp)
-    if not isinstance(model_config, dict):
-        raise ConfigError(f"model_config must be a dict (got {type(model_config).__name__})")
-    data = {"in_channels": in_channels, "image_size": image_size, "num_classes": num_classes}
-    for key in DATA_FIELDS:
-        if key in model_config and model_config[key] != data[key]:
-            raise ConfigError(
-                f"model_config.{key} = {model_config[key]!r} contradicts {key}={data[key]!r}; "
-                f"{key} comes from the data, leave it out of model_config"
-            )
-    model_config = {k: v for k, v in model_config.items() if k not in data}
-    # Validating here (pydantic only, no tensors) fails fast, without starting a subprocess.
-    make_config(family, **model_config, **data)
-    return {"family": family, "model_config": {**model_config, **data},
-            "batch_size": batch_size, "optimizer": optimizer, "amp": amp, "foreach": None}
+@dataclass(frozen=True)
+class StepRequest:
+    """One training step to measure: the model, the batch and the optimizer.
 
+    Build it with :meth:`make`, which checks every argument (pydantic only, no tensors), so a
+    bad request fails in the caller, before any subprocess starts.
+    """
 
-def _amp_dtype(amp: str | None) -> torch.dtype | None:
-    if amp not in AMP_MODES:
-        raise ConfigError(f"amp must be None, 'none', 'bf16' or 'fp16' (got {amp!r})")
-    return AMP_MODES[amp]
+    family: str
+    model_config: dict[str, Any]  # the family's configuration, data fields included
+    batch_size: int
+    optimizer: str  # "adamw", "sgd" or "dualopt" (the larger of both phases)
+    amp: str | None = None
+    foreach: bool | None = None  # None: torch's CPU default; True: CUDA's multi-tensor default
 
+    @classmethod
+    def make(cls, family: str, model_config: dict[str, Any], *, batch_size: int,
+             in_channels: int, image_size: int, num_classes: int, optimizer: str = "adamw",
+             amp: str | None = None, foreach: bool | None = None) -> StepRequest:
+        """A checked request (see :func:`~engine.memory.predict_training_peak` for the args)."""
+        for key, value in (("batch_size", batch_size), ("in_channels", in_channels),
+                           ("image_size", image_size), ("num_classes", num_classes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{key} must be a positive integer (got {value!r})")
+        phases_of(optimizer)
+        amp_dtype(amp)
+        if not isinstance(model_config, dict):
+            raise ConfigError(f"model_config must be a dict (got {type(model_config).__name__})")
+        data = {"in_channels": in_channels, "image_size": image_size, "num_classes": num_classes}
+        for key in DATA_FIELDS:
+            if key in model_config and model_config[key] != data[key]:
+                raise ConfigError(
+                    f"model_config.{key} = {model_config[key]!r} contradicts {key}={data[key]!r}; "
+                    f"{key} comes from the data, leave it out of model_config")
+        model_config = {k: v for k, v in model_config.items() if k not in data}
+        make_config(family, **model_config, **data)
+        return cls(family, {**model_config, **data}, batch_size, optimizer,
+                   None if amp == "none" else amp, foreach)
 
-def _make_optimizer(name: str, params, foreach: bool | None) -> torch.optim.Optimizer:
-    # Hyperparameters as engine.train uses them; they do not change memory, the kind does.
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01, foreach=foreach)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=1e-3, momentum=0.9, foreach=foreach)
-    raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {name!r})")
+    def to_json(self) -> dict[str, Any]:
+        """The request as the estimator reads it."""
+        return asdict(self)
 
 
 def _train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -310,33 +260,33 @@ def _train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     optimizer.step()
 
 
-def _tracked_peak(request: dict[str, Any], *, fake: bool) -> tuple[int, dict[str, int]]:
-    """MemTracker peak and its breakdown for ``request``; ``dualopt`` takes the larger."""
-    names = ("adamw", "sgd") if request["optimizer"] == "dualopt" else (request["optimizer"],)
+def tracked_peak(request: StepRequest, *, fake: bool) -> tuple[int, dict[str, int]]:
+    """MemTracker peak and its breakdown for ``request``; ``dualopt`` takes the larger phase."""
     best: tuple[int, dict[str, int]] = (-1, {})
-    for name in names:
-        peak = _tracked_peak_one(request, name, fake=fake)
+    for phase in phases_of(request.optimizer):
+        peak = _tracked_peak_one(request, phase, fake=fake)
         if peak[0] > best[0]:
             best = peak
     return best
 
 
-def _tracked_peak_one(request: dict[str, Any], optimizer_name: str, *,
+def _tracked_peak_one(request: StepRequest, phase: str, *,
                       fake: bool) -> tuple[int, dict[str, int]]:
     # Imported here: MemTracker pulls in torch.distributed, which plain model use never needs.
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.mem_tracker import MemTracker
 
-    cfg = request["model_config"]
-    b, c, s = request["batch_size"], cfg["in_channels"], cfg["image_size"]
+    cfg = request.model_config
+    b, c, s = request.batch_size, cfg["in_channels"], cfg["image_size"]
     # Everything is created inside the mode, so parameters and buffers (pytorch_wavelets
     # filters included) are fake too: mixing real module state with fake inputs would fail.
     # allow_non_fake_inputs: a real constant tensor used in forward becomes fake, not an error.
     with FakeTensorMode(allow_non_fake_inputs=True) if fake else contextlib.nullcontext():
-        model = create_model(request["family"], **cfg).train()
+        model = create_model(request.family, **cfg).train()
         images = torch.randn(b, c, s, s)  # (B, C, H, W)
         labels = torch.randint(0, cfg["num_classes"], (b,))  # (B,)
-        opt = _make_optimizer(optimizer_name, model.parameters(), request["foreach"])
+        # The trainer's own optimizer factory; hyperparameter values do not change memory.
+        opt = build_optimizer(phase, model.parameters(), _STEP_TRAIN, foreach=request.foreach)
         # Steady state: a zero-gradient step creates the lazily allocated optimizer state.
         for p in model.parameters():
             p.grad = torch.zeros_like(p)
@@ -346,7 +296,7 @@ def _tracked_peak_one(request: dict[str, Any], optimizer_name: str, *,
         # Tensors made outside the tracker are only counted when registered.
         tracker.track_external(model, opt, images, labels)
         with tracker:
-            _train_step(model, images, labels, opt, _amp_dtype(request["amp"]), "cpu")
+            _train_step(model, images, labels, opt, amp_dtype(request.amp), "cpu")
         snapshot = tracker.get_tracker_snapshot("peak")
     breakdown = dict.fromkeys(_CATEGORIES.values(), 0)
     for per_device in snapshot.values():
@@ -357,10 +307,10 @@ def _tracked_peak_one(request: dict[str, Any], optimizer_name: str, *,
     return sum(breakdown.values()), breakdown
 
 
-def _answer(request: dict[str, Any]) -> dict[str, Any]:
-    """The estimator's answer to one request: the peak, or the error with its type."""
+def answer(payload: dict[str, Any]) -> dict[str, Any]:
+    """The estimator's answer to one JSON request: the peak, or the error with its type."""
     try:
-        peak, breakdown = _tracked_peak(request, fake=True)
+        peak, breakdown = tracked_peak(StepRequest(**payload), fake=True)
     except Exception as e:  # report every failure with its type; the traceback goes to stderr
         traceback.print_exc()
         error = {"type": type(e).__name__, "message": str(e)}
@@ -370,22 +320,3 @@ def _answer(request: dict[str, Any]) -> dict[str, Any]:
                                  "keep that logic in tensor ops)")
         return {"error": error}
     return {"peak_bytes": peak, "breakdown": breakdown}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Estimator entry point: JSON request from ``argv[0]`` or stdin, tagged JSON on stdout."""
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        request = json.loads(argv[0] if argv else sys.stdin.read())
-    except json.JSONDecodeError as e:
-        answer = {"error": {"type": type(e).__name__, "message": str(e)}}
-    else:
-        answer = _answer(request)
-    print(RESULT_TAG + json.dumps(answer), flush=True)
-    if "error" not in answer:
-        return 0
-    return 2 if answer["error"]["type"] == "ConfigError" else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,12 +1,12 @@
 """The training loop: one plain function, no Ray, no Optuna, no SQL.
 
 Data in (a :class:`~engine.data.DataBundle` of uint8 arrays), metrics out through a callback
-after every epoch. DualOpT (seed 003): AdamW first, then SGD with fresh state, switched either
+after every epoch. DualOpT (docs/SOURCES.md, CXV): AdamW first, then SGD with fresh state, switched either
 at a fixed epoch (the searchable dimension) or when validation accuracy has not improved for
 ``switch_patience`` epochs (the paper's rule). Also plain AdamW and plain SGD.
 
-Hyperparameters (TrainConfig): lr / sgd_lr are per-phase learning rates; weight_decay applies
-to AdamW (decoupled); momentum to SGD; epochs count passes over the training split.
+Hyperparameters: see :class:`~engine.train.config.TrainConfig`; optimisers and mixed precision
+come from :mod:`engine.train.optim`, which the memory predictor shares.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from engine.data import DataBundle
+from engine.data.augment import BatchAugment
 from engine.errors import TrialFailure
-from engine.space import TrainConfig
+from engine.train.config import TrainConfig
+from engine.train.optim import amp_dtype, build_optimizer, needs_grad_scaler
 
 __all__ = ["DeviceData", "EpochReport", "TrainResult", "evaluate", "train_model"]
 
@@ -74,21 +76,12 @@ class DeviceData:
         return x.contiguous(memory_format=self.memory_format), self.y[idx]
 
 
-def _make_optimizer(name: str, model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if name == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
-                                 weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=cfg.sgd_lr, momentum=cfg.momentum)
-
-
 def _amp(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
     """Autocast dtype and whether a GradScaler is needed. Mixed precision is a CUDA feature
     here: on CPU the run stays in float32 (CPU autocast is slower than fp32 for these models)."""
-    if cfg.amp == "none" or device.type != "cuda":
+    if device.type != "cuda":
         return None, False
-    if cfg.amp == "bf16":
-        return torch.bfloat16, False
-    return torch.float16, True  # fp16 gradients underflow without loss scaling
+    return amp_dtype(cfg.amp), needs_grad_scaler(cfg.amp)
 
 
 @torch.no_grad()
@@ -153,12 +146,15 @@ def train_model(model: nn.Module, data: DataBundle, cfg: TrainConfig, *,
         cfg: Epochs, batch size, optimiser schedule, learning rates, precision.
         device: Where the data and model live while training.
         on_epoch: Called after every epoch; may raise to stop training (e.g. a scheduler).
-        augment: Batch-wise augmentation ``f(x, generator) -> x`` applied to training batches.
+        augment: Batch-wise augmentation ``f(x, generator) -> x`` applied to training batches;
+            None builds it from ``cfg.augment``.
 
     Raises:
         TrialFailure: the loss became NaN or infinite ("non-finite loss at epoch k").
     """
     device = torch.device(device)
+    if augment is None and not cfg.augment.is_identity:
+        augment = BatchAugment(cfg.augment)
     torch.manual_seed(cfg.seed)
     order_gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
@@ -169,7 +165,7 @@ def train_model(model: nn.Module, data: DataBundle, cfg: TrainConfig, *,
     train = DeviceData(data.train_x, data.train_y, data.mean, data.std, device, fmt)
     val = DeviceData(data.val_x, data.val_y, data.mean, data.std, device, fmt)
     phases = _Phases(cfg)
-    opt = _make_optimizer(phases.name, model, cfg)
+    opt = build_optimizer(phases.name, model.parameters(), cfg)
     base_lr = cfg.lr if phases.name == "adamw" else cfg.sgd_lr
     n = len(train)
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
@@ -221,7 +217,7 @@ def train_model(model: nn.Module, data: DataBundle, cfg: TrainConfig, *,
         else:
             without_gain += 1
         if phases.after_epoch(epoch, without_gain):
-            opt = _make_optimizer("sgd", model, cfg)  # fresh state, as in the paper
+            opt = build_optimizer("sgd", model.parameters(), cfg)  # fresh state, as in the paper
             base_lr = cfg.sgd_lr
             result.switched_at = phases.switched_at
     result.seconds = time.perf_counter() - t_start

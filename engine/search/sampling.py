@@ -8,6 +8,7 @@ import optuna
 from optuna.study import StudyDirection
 
 from engine.registry import Registry
+from engine.search.protocol import EPOCH
 from engine.spec import SearchSpec
 
 __all__ = ["SAMPLERS", "SCHEDULERS", "CurveAwareTPESampler", "make_sampler", "make_scheduler"]
@@ -86,13 +87,13 @@ def _asha(spec: SearchSpec) -> Any:
     from ray.tune.schedulers import ASHAScheduler
 
     a, epochs = spec.search.asha, spec.train.epochs
-    return ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=min(a.grace_period, epochs),
+    return ASHAScheduler(time_attr=EPOCH, max_t=epochs, grace_period=min(a.grace_period, epochs),
                          reduction_factor=a.reduction_factor)
 
 
 @SCHEDULERS.register("pareto_asha")
 def _pareto_asha(spec: SearchSpec) -> Any:
-    from engine.pareto_asha import ParetoASHAScheduler
+    from engine.search.pareto_asha import ParetoASHAScheduler
 
     a, epochs = spec.search.asha, spec.train.epochs
     static = [(o.metric, o.direction) for o in spec.objectives if o.metric != "val_accuracy"]
@@ -102,7 +103,7 @@ def _pareto_asha(spec: SearchSpec) -> Any:
 
 def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
     """The Optuna sampler a spec names. Constraints reach TPE and NSGA-II through
-    ``Trial.set_constraint`` (see engine.bridge), not through a constraints function."""
+    ``Trial.set_constraint`` (see engine.search.bridge), not through a constraints function."""
     return SAMPLERS.get(spec.search.sampler)(spec)
 
 

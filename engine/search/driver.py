@@ -1,0 +1,126 @@
+"""``engine search``: the driver that runs a spec's trials on Ray Tune into an Optuna study.
+
+It reads as the steps of a search: load the data, prepare the study and the budget, start Ray
+and the memory estimator, run the trials, sweep what the run left open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import optuna
+
+from engine.data import DataBundle, load_data
+from engine.search.budget import SearchBudget, finished_trials
+from engine.search.study import prepare_study
+from engine.spec import SearchSpec
+from storage import normalize_url, open_storage, pareto_numbers, redact
+
+__all__ = ["SearchOutcome", "run_search"]
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """What a finished ``run_search`` leaves behind."""
+
+    study_name: str
+    storage_url: str
+    n_new: int
+    seconds: float
+    pareto: list[int]
+
+
+def run_search(spec: SearchSpec, *, storage_url: str | None = None, n_trials: int | None = None,
+               ray_address: str | None = None,
+               progress: Callable[[str], None] = print) -> SearchOutcome:
+    """Run (or resume) the search a spec describes.
+
+    Args:
+        spec: A validated spec (see :func:`engine.load_spec`).
+        storage_url: Overrides ``study.storage``.
+        n_trials: Overrides ``search.n_trials`` (the total, counting finished trials).
+            ``search.budget_epochs`` likewise counts the epochs of earlier runs.
+        ray_address: Join an existing Ray cluster instead of starting one.
+        progress: Receives one line per event (trial started, epoch, outcome).
+    """
+    t0 = time.perf_counter()
+    # load
+    url = normalize_url(storage_url or spec.study.storage)  # absolute: workers run elsewhere
+    open_storage(url)  # fail fast on a bad URL, before data or Ray
+    data = load_data(spec.data)
+    progress(f"data: {spec.data.dataset} train={len(data.train_y)} val={len(data.val_y)} "
+             f"{data.in_channels}x{data.image_size}x{data.image_size}, {data.num_classes} classes")
+    # prepare
+    study = prepare_study(spec, url, data)
+    budget = SearchBudget.of_study(study, n_trials=n_trials or spec.search.n_trials,
+                                   budget_epochs=spec.search.budget_epochs,
+                                   epochs_per_trial=spec.train.epochs)
+    progress(f"study {spec.study.name!r} in {redact(url)}: {budget.describe()}")
+    if not budget.trial_fits():
+        return SearchOutcome(spec.study.name, url, 0, time.perf_counter() - t0, _pareto(study))
+    # start, run, sweep
+    n_new = _run_trials(spec, url, data, study, budget, ray_address, progress)
+    return SearchOutcome(spec.study.name, url, n_new, time.perf_counter() - t0, _pareto(study))
+
+
+def _run_trials(spec: SearchSpec, url: str, data: DataBundle, study: optuna.Study,
+                budget: SearchBudget, ray_address: str | None,
+                progress: Callable[[str], None]) -> int:
+    """Run trials on Ray Tune until the budget is spent or the run is stopped; returns how
+    many new trials finished."""
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from engine.memory import MemoryPredictor
+    from engine.search import cluster
+    from engine.search.bridge import ErrorRecorder, OptunaBridge
+    from engine.search.protocol import METRIC, SearchContext
+    from engine.search.sampling import make_scheduler
+    from engine.search.screen import CandidateScreen
+    from engine.search.space import SearchSpace
+    from engine.search.worker import run_trial
+
+    finished_before = budget.finished
+    r = spec.resources
+    started = cluster.start_ray(ray_address,
+                                object_store_bytes=4 * (data.train_x.nbytes + data.val_x.nbytes))
+    run_dir = tempfile.mkdtemp(prefix="wavesearch-tune-")
+    stack = contextlib.ExitStack()
+    try:
+        cluster.check_resources(r.cpus, r.gpus)
+        predictor = stack.enter_context(MemoryPredictor())
+        screen = CandidateScreen(data, spec.constraints, predictor=predictor,
+                                 node_mem_mb=cluster.largest_node_offer())
+        bridge = OptunaBridge(study, SearchSpace(spec), spec.objective_names, budget=budget,
+                              progress=progress, screen=screen)
+        ctx = SearchContext(storage_url=url, study_name=spec.study.name, caps=spec.constraints,
+                            cpus=r.cpus, gpus=r.gpus)
+        trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, ctx=ctx),
+                                        cluster.trial_resources(r.cpus, r.gpus))
+        left = budget.trials_left
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=ConcurrencyLimiter(bridge, max_concurrent=spec.search.max_concurrent),
+                scheduler=make_scheduler(spec), num_samples=-1 if left == float("inf") else int(left),
+                metric=METRIC, mode="max"),
+            run_config=tune.RunConfig(name="wavesearch", storage_path=run_dir, verbose=0,
+                                      callbacks=[ErrorRecorder(bridge)],
+                                      failure_config=tune.FailureConfig(max_failures=0)),
+        )
+        tuner.fit()  # returns early (no exception) when Tune is interrupted by SIGINT
+        bridge.sweep()
+    finally:
+        stack.close()  # stops the estimator subprocess
+        cluster.stop_ray(started)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return finished_trials(study) - finished_before
+
+
+def _pareto(study: optuna.Study) -> list[int]:
+    return sorted(pareto_numbers(study))

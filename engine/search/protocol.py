@@ -1,0 +1,224 @@
+"""The trial protocol: what the driver assigns to a worker, and what a worker reports back.
+
+Ray Tune carries a trial's ``config`` to the worker and the worker's results back as flat
+dicts (it flattens nested keys and reserves some names). This module is the only code that
+converts between those dicts and the typed messages the bridge, the schedulers and the worker
+use:
+
+- driver -> worker: an :class:`Assignment` (the Optuna trial, the :class:`TrialConfig`, and the
+  driver's :class:`Prediction` of its size and memory), as :meth:`Assignment.to_tune`;
+- worker -> driver: a :class:`Report` after every epoch and one at the end, whose ``outcome``
+  is None while training, then :class:`Complete`, :class:`Failed` or :class:`Infeasible`. A
+  trial that Tune stops early (a scheduler's decision) never reports an outcome; the bridge
+  records it as :class:`Pruned`.
+
+On the wire a report is the two keys Tune's schedulers read (``epoch``, ``val_accuracy``)
+plus the whole message as one JSON string, so nothing is lost to Tune's flattening.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from engine.caps import CapsConfig
+from engine.train.config import TrainConfig
+
+__all__ = [
+    "EPOCH",
+    "METRIC",
+    "Assignment",
+    "Complete",
+    "Failed",
+    "FinalMetrics",
+    "Infeasible",
+    "Outcome",
+    "Prediction",
+    "Pruned",
+    "Report",
+    "RunInfo",
+    "SearchContext",
+    "TrialConfig",
+]
+
+METRIC = "val_accuracy"  # the key Tune's schedulers compare (validation accuracy so far)
+EPOCH = "epoch"  # the key Tune's schedulers count time in (epochs trained)
+_REPORT = "wavesearch_report"  # the whole report, as JSON
+_ASSIGNMENT = "wavesearch_assignment"
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything that defines one candidate: family, model keyword arguments, training."""
+
+    family: str
+    model: dict[str, Any]
+    train: TrainConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form (stored on the trial as its config)."""
+        return {"family": self.family, "model": dict(self.model),
+                "train": self.train.model_dump(mode="json")}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrialConfig:
+        """Inverse of :meth:`to_dict`."""
+        return cls(family=d["family"], model=dict(d["model"]), train=TrainConfig(**d["train"]))
+
+
+@dataclass(frozen=True)
+class SearchContext:
+    """What every trial of a search shares (sent once through Ray's object store)."""
+
+    storage_url: str
+    study_name: str
+    caps: CapsConfig = CapsConfig()
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A candidate's size and peak training memory, known before it trains (the screen)."""
+
+    param_count: int
+    peak_memory_mb: float
+    memory_method: str = "predicted"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One trial handed to a worker."""
+
+    optuna_trial_id: int
+    number: int
+    config: TrialConfig
+    prediction: Prediction
+
+    def to_tune(self) -> dict[str, Any]:
+        """The Tune ``config`` of the trial."""
+        body = {"optuna_trial_id": self.optuna_trial_id, "number": self.number,
+                "config": self.config.to_dict(), "prediction": asdict(self.prediction)}
+        return {_ASSIGNMENT: json.dumps(body)}
+
+    @classmethod
+    def from_tune(cls, config: dict[str, Any]) -> Assignment:
+        """Inverse of :meth:`to_tune`."""
+        body = json.loads(config[_ASSIGNMENT])
+        return cls(optuna_trial_id=int(body["optuna_trial_id"]), number=int(body["number"]),
+                   config=TrialConfig.from_dict(body["config"]),
+                   prediction=Prediction(**body["prediction"]))
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Where and when a trial ran."""
+
+    device: str
+    host: str
+    started_at: float  # Unix time the worker began (Optuna's datetime_start is the ask)
+
+
+@dataclass(frozen=True)
+class FinalMetrics:
+    """What a trial that trained its full budget leaves behind."""
+
+    val_accuracy: float
+    param_count: int
+    peak_memory_mb: float
+    memory_method: str  # "predicted" (CPU) or "measured" (CUDA allocator peak)
+    violations: dict[str, float]  # per cap, <= 0 satisfied
+    weights_artifact_id: str
+    probe_logits: list[list[float]]
+    wall_time_s: float
+    switched_at: int | None = None  # first epoch trained with SGD (DualOpT)
+    peak_reserved_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class Complete:
+    """The trial trained its full budget."""
+
+    metrics: FinalMetrics
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """A scheduler stopped the trial before its budget (decided by the driver side)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The trial could not be built or trained; ``reason`` says why."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Infeasible:
+    """Over a cap: predicted before training, or a real out-of-memory while training."""
+
+    reason: str
+    violations: dict[str, float]
+    param_count: int = 0
+    peak_memory_mb: float = 0.0
+    memory_method: str = "predicted"
+
+
+Outcome = Complete | Pruned | Failed | Infeasible
+_OUTCOMES: dict[str, type] = {"complete": Complete, "failed": Failed, "infeasible": Infeasible}
+
+
+@dataclass(frozen=True)
+class Report:
+    """One message from a worker: progress after an epoch, and at the end its outcome.
+
+    Attributes:
+        epoch: Epochs trained so far (0 before the first).
+        val_accuracy: Validation accuracy after ``epoch`` (NaN before the first epoch).
+        run: Where and when the trial runs.
+        phase: The optimiser that trained this epoch (``adamw`` / ``sgd``).
+        train_loss: Mean training loss of this epoch.
+        epoch_s: Seconds this epoch took (training and validation).
+        outcome: None while training; the trial's end otherwise.
+    """
+
+    epoch: int
+    val_accuracy: float
+    run: RunInfo
+    phase: str | None = None
+    train_loss: float | None = None
+    epoch_s: float | None = None
+    outcome: Complete | Failed | Infeasible | None = field(default=None)
+
+    @property
+    def has_epoch(self) -> bool:
+        """True when this report carries a finished epoch's accuracy."""
+        return self.epoch >= 1 and math.isfinite(self.val_accuracy)
+
+    def to_tune(self) -> dict[str, Any]:
+        """The dict given to ``tune.report``."""
+        body = asdict(self)
+        if self.outcome is not None:
+            kind = next(k for k, c in _OUTCOMES.items() if isinstance(self.outcome, c))
+            body["outcome"] = {"kind": kind, **asdict(self.outcome)}
+        return {EPOCH: self.epoch, METRIC: self.val_accuracy, _REPORT: json.dumps(body)}
+
+    @classmethod
+    def from_tune(cls, result: dict[str, Any] | None) -> Report | None:
+        """Inverse of :meth:`to_tune`; None for a result that is not one of ours."""
+        if not result or _REPORT not in result:
+            return None
+        body = json.loads(result[_REPORT])
+        outcome = body.pop("outcome")
+        if outcome is not None:
+            kind = _OUTCOMES[outcome.pop("kind")]
+            if kind is Complete:
+                outcome = Complete(FinalMetrics(**outcome["metrics"]))
+            else:
+                outcome = kind(**outcome)
+        return cls(run=RunInfo(**body.pop("run")), outcome=outcome, **body)

@@ -1,0 +1,61 @@
+"""The optimisers and mixed-precision settings a training run uses, built in one place.
+
+The trainer calls these to train; the memory predictor calls the same functions to build the
+optimizer whose state it measures, so a prediction models the trainer's optimizer by
+construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from engine.errors import ConfigError
+from engine.train.config import TrainConfig
+
+__all__ = ["AMP_DTYPES", "OPTIMIZERS", "amp_dtype", "build_optimizer", "needs_grad_scaler",
+           "phases_of"]
+
+OPTIMIZERS = ("adamw", "sgd", "dualopt")
+AMP_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16,
+                                             "fp16": torch.float16}
+
+
+def phases_of(optimizer: str) -> tuple[str, ...]:
+    """The optimisers a run may use: DualOpT trains with AdamW, then SGD."""
+    if optimizer not in OPTIMIZERS:
+        raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {optimizer!r})")
+    return ("adamw", "sgd") if optimizer == "dualopt" else (optimizer,)
+
+
+def build_optimizer(phase: str, params: Iterable[torch.nn.Parameter], cfg: TrainConfig, *,
+                    foreach: bool | None = None) -> torch.optim.Optimizer:
+    """The optimiser of one phase (``adamw`` or ``sgd``), with ``cfg``'s hyperparameters.
+
+    Args:
+        phase: ``adamw`` or ``sgd``.
+        params: The parameters to optimise.
+        cfg: Learning rates, weight decay, momentum.
+        foreach: Multi-tensor implementation (None: torch's default for the device; CUDA
+            uses it, and it holds a parameter-sized temporary during ``step()``).
+    """
+    if phase == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
+                                 weight_decay=cfg.weight_decay, foreach=foreach)
+    if phase == "sgd":
+        return torch.optim.SGD(params, lr=cfg.sgd_lr, momentum=cfg.momentum, foreach=foreach)
+    raise ConfigError(f"optimizer phase must be 'adamw' or 'sgd' (got {phase!r})")
+
+
+def amp_dtype(amp: str | None) -> torch.dtype | None:
+    """The autocast dtype of an ``amp`` setting (None: no autocast)."""
+    key = "none" if amp is None else amp
+    if key not in AMP_DTYPES:
+        raise ConfigError(f"amp must be None, 'none', 'bf16' or 'fp16' (got {amp!r})")
+    return AMP_DTYPES[key]
+
+
+def needs_grad_scaler(amp: str | None) -> bool:
+    """fp16 gradients underflow without loss scaling; bf16 has float32's range."""
+    return amp == "fp16"
