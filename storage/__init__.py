@@ -13,19 +13,26 @@ from storage.backend import (
     redact,
 )
 from storage.views import (
+    DriverInfo,
+    SearchProgress,
     TrialRow,
     best_accuracy_trial,
+    drivers,
     is_feasible,
     memory_cap_mb,
     pareto_numbers,
+    search_progress,
     trial_rows,
 )
 
 __all__ = [
+    "DriverInfo",
     "SQLArtifactStore",
+    "SearchProgress",
     "StudySummary",
     "TrialRow",
     "best_accuracy_trial",
+    "drivers",
     "is_feasible",
     "list_studies",
     "load_study",
@@ -34,5 +41,6 @@ __all__ = [
     "open_storage",
     "pareto_numbers",
     "redact",
+    "search_progress",
     "trial_rows",
 ]

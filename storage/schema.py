@@ -10,6 +10,9 @@ __all__ = [
     "DEFAULT_STORAGE_URL",
     "INTERRUPTED_REASON",
     "METRICS",
+    "DRIVER_PREFIX",
+    "DRIVER_STALE_S",
+    "STUDY_BUDGET",
     "STUDY_CONSTRAINTS",
     "STUDY_DATA",
     "STUDY_OBJECTIVES",
@@ -19,6 +22,7 @@ __all__ = [
     "TRIAL_CONSTRAINT_VIOLATIONS",
     "TRIAL_CURVE",
     "TRIAL_DEVICE",
+    "TRIAL_HOST",
     "TRIAL_EPOCHS_RUN",
     "TRIAL_FAIL_REASON",
     "TRIAL_MEMORY_METHOD",
@@ -48,6 +52,17 @@ STUDY_SPEC = "spec"  # the validated spec as JSON
 STUDY_SPEC_HASH = "spec_hash"  # engine.spec.spec_hash of the spec that began the study
 STUDY_CONSTRAINTS = "constraints"  # {"gpu_ram_mb": float|None, "max_params": int|None}
 STUDY_DATA = "data"  # {"in_channels", "image_size", "num_classes", "classes", "mean", "std"}
+# The budget of the search, as the last driver that ran it was given it:
+# {"n_trials": int|None, "budget_epochs": int|None, "budget_minutes": float|None,
+#  "epochs_per_trial": int}
+STUDY_BUDGET = "budget"
+# One study user attribute per driver process (engine search) that works on the study, keyed
+# DRIVER_PREFIX + its id: {"host", "pid", "started_at", "heartbeat_at" (Unix s), "state"
+# ("running" | "finished" | "stopped"), "deadline" (Unix s or None), "eta_s" (s or None),
+# "running_trials" (int)}. A driver refreshes its heartbeat every few seconds while it runs;
+# one whose heartbeat is older than DRIVER_STALE_S is dead.
+DRIVER_PREFIX = "driver:"
+DRIVER_STALE_S = 30.0
 
 # Trial user attributes.
 TRIAL_CONFIG = "config"  # TrialConfig.to_dict(): family, model kwargs, train settings
@@ -62,6 +77,7 @@ TRIAL_RUN_STARTED_AT = "run_started_at"  # Unix time the worker began (asked-at 
 TRIAL_EPOCHS_RUN = "epochs_run"
 TRIAL_SWITCHED_AT = "switched_at"  # first epoch trained with SGD (DualOpT), or None
 TRIAL_DEVICE = "device"
+TRIAL_HOST = "host"  # the machine (Ray node) the trial ran on
 TRIAL_TRAINED = "trained"  # False for candidates rejected before training (over a cap)
 TRIAL_FAIL_REASON = "fail_reason"
 # The fail_reason of a trial cut off by a stopped search (Ctrl-C, kill -9 of the driver): its

@@ -6,6 +6,7 @@ Everything the app shows comes through here; the app never opens a database itse
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,8 +15,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from storage import schema
 
-__all__ = ["TrialRow", "best_accuracy_trial", "is_feasible", "memory_cap_mb", "pareto_numbers",
-           "trial_rows"]
+__all__ = ["DriverInfo", "SearchProgress", "TrialRow", "best_accuracy_trial", "drivers",
+           "is_feasible", "memory_cap_mb", "pareto_numbers", "search_progress", "trial_rows"]
 
 
 def memory_cap_mb(study: optuna.Study) -> float | None:
@@ -123,3 +124,89 @@ def best_accuracy_trial(study: optuna.Study) -> FrozenTrial:
         raise StorageError(f"study {study.study_name!r} has no feasible finished trial with saved "
                            "weights yet; wait for a trial to complete or pass --trial N")
     return max(candidates, key=lambda t: t.user_attrs.get(schema.TRIAL_VAL_ACCURACY, -1.0))
+
+
+@dataclass(frozen=True)
+class DriverInfo:
+    """One ``engine search`` process that worked on a study (see ``schema.DRIVER_PREFIX``)."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+    state: str
+    deadline: float | None = None
+    eta_s: float | None = None
+    running_trials: int = 0
+
+    def live(self, now: float | None = None) -> bool:
+        """Running, with a heartbeat younger than ``schema.DRIVER_STALE_S``."""
+        now = time.time() if now is None else now
+        return self.state == "running" and now - self.heartbeat_at <= schema.DRIVER_STALE_S
+
+
+def drivers(study: optuna.Study) -> list[DriverInfo]:
+    """Every driver that recorded itself on ``study``, oldest first."""
+    out = []
+    for key, value in study.user_attrs.items():
+        if key.startswith(schema.DRIVER_PREFIX) and isinstance(value, dict):
+            out.append(DriverInfo(
+                id=key[len(schema.DRIVER_PREFIX):], host=str(value.get("host", "?")),
+                pid=int(value.get("pid", 0)), started_at=float(value.get("started_at", 0.0)),
+                heartbeat_at=float(value.get("heartbeat_at", 0.0)),
+                state=str(value.get("state", "running")), deadline=value.get("deadline"),
+                eta_s=value.get("eta_s"), running_trials=int(value.get("running_trials", 0))))
+    return sorted(out, key=lambda d: d.started_at)
+
+
+@dataclass(frozen=True)
+class SearchProgress:
+    """How far a study's search has come, for progress bars.
+
+    Attributes:
+        finished: Trials that count towards ``n_trials`` (interrupted ones do not).
+        n_trials: The trial budget (None: none).
+        epochs: Epochs trained by all trials so far.
+        budget_epochs: The epoch budget (None: none).
+        running: Trials running now.
+        live_drivers: Drivers whose heartbeat is fresh.
+        eta_s: The freshest live driver's estimate of the seconds left (None: unknown).
+        deadline: Unix time the time budget ends (None: no time budget).
+    """
+
+    finished: int
+    n_trials: int | None
+    epochs: int
+    budget_epochs: int | None
+    running: int
+    live_drivers: int
+    eta_s: float | None
+    deadline: float | None
+
+    @property
+    def fraction(self) -> float | None:
+        """Share of the budget spent, 0..1 (the larger of trials and epochs; None: no budget)."""
+        parts = []
+        if self.n_trials:
+            parts.append(self.finished / self.n_trials)
+        if self.budget_epochs:
+            parts.append(self.epochs / self.budget_epochs)
+        return min(1.0, max(parts)) if parts else None
+
+
+def search_progress(study: optuna.Study, now: float | None = None) -> SearchProgress:
+    """The progress of ``study``'s search against its recorded budget."""
+    budget = study.user_attrs.get(schema.STUDY_BUDGET) or {}
+    trials = study.get_trials(deepcopy=False)
+    finished = sum(1 for t in trials if t.state.is_finished()
+                   and t.user_attrs.get(schema.TRIAL_FAIL_REASON) != schema.INTERRUPTED_REASON)
+    live = [d for d in drivers(study) if d.live(now)]
+    freshest = max(live, key=lambda d: d.heartbeat_at, default=None)
+    return SearchProgress(
+        finished=finished, n_trials=budget.get("n_trials"),
+        epochs=sum(len(t.intermediate_values) for t in trials),
+        budget_epochs=budget.get("budget_epochs"),
+        running=sum(t.state == TrialState.RUNNING for t in trials), live_drivers=len(live),
+        eta_s=freshest.eta_s if freshest else None,
+        deadline=freshest.deadline if freshest else None)

@@ -148,7 +148,7 @@ class OptunaBridge(Searcher):
     @staticmethod
     def _record_run(trial: optuna.Trial, report: Report) -> None:
         trial.set_user_attr(schema.TRIAL_DEVICE, report.run.device)
-        trial.set_user_attr("host", report.run.host)
+        trial.set_user_attr(schema.TRIAL_HOST, report.run.host)
         trial.set_user_attr(schema.TRIAL_RUN_STARTED_AT, report.run.started_at)
         if report.has_epoch:
             trial.set_user_attr(schema.TRIAL_VAL_ACCURACY, report.val_accuracy)
