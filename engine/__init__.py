@@ -5,7 +5,7 @@ Public API::
     engine.create_model(family, **config) -> torch.nn.Module
     engine.list_families() -> list[str]
     engine.load_spec(path) -> SearchSpec
-    engine.load_model(path) -> torch.nn.Module   # from an exported checkpoint
+    engine.load_model(path) -> torch.nn.Module   # from a checkpoint (probe-verified)
     engine.run_search(spec) -> SearchOutcome     # run or resume a search
 
 Packages by concern: ``models``, ``data``, ``train``, ``memory``, ``search``, ``cli``; the

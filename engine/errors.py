@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "StorageError",
+    "CheckpointError",
     "ResourceError",
     "TrialFailure",
 ]
@@ -55,6 +56,13 @@ class DataError(WaveSearchError):
 
 class StorageError(WaveSearchError):
     """The study storage cannot be reached, or a study is missing or incompatible."""
+
+    exit_code = 2
+
+
+class CheckpointError(WaveSearchError):
+    """A checkpoint cannot be written where asked, or a file does not rebuild its model
+    (empty, not a checkpoint, damaged metadata, weights that do not fit, edited weights)."""
 
     exit_code = 2
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,9 +33,12 @@ __all__ = [
     "CategoricalParam",
     "FloatParam",
     "IntParam",
+    "Override",
     "Param",
     "SearchSpec",
+    "SpecLoader",
     "load_spec",
+    "parse_override",
     "parse_spec",
     "spec_hash",
 ]
@@ -71,8 +77,12 @@ class SearchSettings(_Frozen):
 
     sampler: Literal["tpe", "nsga2", "random"] = "tpe"
     # The budget: the search stops at whichever is reached first; at least one is required.
-    n_trials: int | None = Field(None, ge=1, le=100_000, description="trials, screened ones included")
+    n_trials: int | None = Field(None, ge=1, le=100_000, description="trained trials")
     budget_epochs: int | None = Field(None, ge=1, description="training epochs, all trials together")
+    budget_minutes: float | None = Field(None, gt=0, description="wall clock of one engine search run")
+    # Candidates screened out before training (over a cap) cost a prediction, not a trial; this
+    # bounds how many a study may record, so a space that barely fits cannot loop forever.
+    max_rejected: int = Field(200, ge=0, description="screened-out candidates, per study")
     max_concurrent: int = Field(1, ge=1, le=1024)
     seed: int = 0
     # pareto_asha: successive halving that keeps trials not dominated in (accuracy, memory/size)
@@ -81,17 +91,30 @@ class SearchSettings(_Frozen):
 
     @model_validator(mode="after")
     def _has_budget(self) -> SearchSettings:
-        if self.n_trials is None and self.budget_epochs is None:
+        if self.n_trials is None and self.budget_epochs is None and self.budget_minutes is None:
             raise ValueError("no budget: set n_trials (how many trials), budget_epochs "
-                             "(training epochs of all trials together), or both")
+                             "(training epochs of all trials together), budget_minutes (wall "
+                             "clock), or any of them together")
         return self
 
 
 class ResourceSpec(_Frozen):
-    """Resources one trial asks of the Ray cluster."""
+    """Resources one trial asks of the Ray cluster.
+
+    ``gpus: auto`` (the default): where the cluster has GPUs, each trial takes a share of one
+    sized by its predicted memory and trains on CUDA; without GPUs, trials train on the CPU.
+    A number asks for that many GPUs per trial, 0 for none.
+    """
 
     cpus: float = Field(1.0, gt=0)
-    gpus: float = Field(0.0, ge=0)
+    gpus: float | Literal["auto"] = Field("auto")
+
+    @field_validator("gpus")
+    @classmethod
+    def _non_negative(cls, v: float | str) -> float | str:
+        if not isinstance(v, str) and v < 0:
+            raise ValueError(f"must be 'auto' or a number >= 0 (got {v})")
+        return v
 
 
 TrainSpec = TrainConfig.spec_form()
@@ -129,16 +152,21 @@ class SearchSpec(_Frozen):
     @property
     def planned_trials(self) -> int:
         """Trials the budget allows: ``n_trials``, else the full-length trials the epoch
-        budget pays for (early stopping runs more)."""
+        budget pays for (early stopping runs more), else a nominal 32 for a time budget."""
         s = self.search
         if s.n_trials is not None:
             return s.n_trials
-        return max(1, s.budget_epochs // self.train.epochs)  # type: ignore[operator]
+        if s.budget_epochs is not None:
+            return max(1, s.budget_epochs // self.train.epochs)
+        return 32
 
 
 def spec_hash(spec: SearchSpec) -> str:
-    """A stable hash of the parts that define the search space (not the study location or budget)."""
-    body = spec.model_dump(mode="json", include={"data", "model", "train", "objectives", "constraints"})
+    """A stable hash of the parts that define the search space (not the study location or
+    budget). Values left at their defaults are not hashed, so a new option with a default
+    does not change the hash of specs that do not use it."""
+    body = spec.model_dump(mode="json", include={"data", "model", "train", "objectives", "constraints"},
+                           exclude_defaults=True)
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -239,30 +267,105 @@ def _check_registries(spec: SearchSpec, path: str) -> None:
                                 else str(e), path=path, key=key) from None
 
 
-def apply_overrides(raw: Any, overrides: list[str], path: str) -> Any:
-    """Set ``section.key=value`` pairs (values parsed as YAML) into a raw spec document."""
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key or any(not part for part in key.split(".")):
-            raise SpecError(f"override {item!r} is not KEY=VALUE (e.g. train.epochs=2)", path=path)
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise SpecError(f"override value {text!r} is not valid YAML", path=path, key=key) from None
+# -- YAML and command-line overrides ------------------------------------------------------
+
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+# YAML 1.2's float rule (JSON's, plus .inf and .nan). PyYAML implements YAML 1.1, whose floats
+# need a dot and a signed exponent, so `3e-3` and `1e-4` load as strings that a strict float
+# field refuses. A dot or an exponent is required, so integers stay integers.
+_FLOAT_12 = re.compile(r"""^(?: [-+]? (?: [0-9]+ \. [0-9]* | \. [0-9]+ ) (?: [eE] [-+]? [0-9]+ )?
+                              | [-+]? [0-9]+ [eE] [-+]? [0-9]+
+                              | [-+]? \. (?: inf | Inf | INF )
+                              | \. (?: nan | NaN | NAN ) )$""", re.VERBOSE)
+
+
+class SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats: ``3e-3``, ``1e-4`` and ``-2.5E+3`` are
+    floats. Everything else resolves as with ``yaml.safe_load``; quoted values stay strings
+    (so ``lr: "3e-3"`` is still refused by the strict float field)."""
+
+
+# Each first character's float rule is swapped in place, so the order in which int, float and
+# timestamp are tried is unchanged; SafeLoader's own table is not touched.
+SpecLoader.yaml_implicit_resolvers = {
+    first: [(tag, _FLOAT_12 if tag == _FLOAT_TAG else rx) for tag, rx in resolvers]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+@dataclass(frozen=True)
+class Override:
+    """One spec value set from the command line.
+
+    Attributes:
+        key: Dotted key path, e.g. ``study.name``.
+        value: The value as it goes into the document. Plain options (``--study``, ``--data``,
+            ``--storage``) pass their text unchanged, never parsed: ``--study 007`` is the
+            name "007" and ``--data "my data #1.zip"`` the whole path.
+        origin: Where the value came from (``--study``, ``--set train.lr=3e-3``), named in
+            the message when the value breaks a rule.
+    """
+
+    key: str
+    value: Any
+    origin: str = "--set"
+
+
+def parse_override(item: str, path: str = "<spec>") -> Override:
+    """An ``--set KEY=VALUE`` item; the value is parsed as YAML (``2``, ``3e-3``, ``[a, b]``).
+
+    Raises:
+        SpecError: not ``KEY=VALUE``, or the value is not valid YAML.
+    """
+    key, sep, text = item.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise SpecError(f"override {item!r} is not KEY=VALUE (e.g. train.epochs=2)", path=path)
+    try:
+        value = yaml.load(text, Loader=SpecLoader)  # safe: SpecLoader is a SafeLoader
+    except yaml.YAMLError:
+        raise SpecError(f"override value {text!r} is not valid YAML; fix: quote it as YAML "
+                        "would, or use the plain option if there is one", path=path,
+                        key=key) from None
+    return Override(key, value, f"--set {item}")
+
+
+def apply_overrides(raw: Any, overrides: Sequence[Override], path: str) -> Any:
+    """Set each override's value at its dotted key in a raw spec document (in order)."""
+    for o in overrides:
+        parts = o.key.split(".")
+        if not all(parts):
+            raise SpecError(f"{o.origin}: {o.key!r} is not a dotted key path (e.g. "
+                            "train.epochs)", path=path)
         node = raw
-        parts = key.split(".")
         for part in parts[:-1]:
             if not isinstance(node, dict):
-                raise SpecError(f"cannot set {key!r}: {part!r} is inside a scalar", path=path, key=key)
+                raise SpecError(f"cannot set {o.key!r}: {part!r} is inside a scalar", path=path,
+                                key=o.key)
             node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise SpecError(f"cannot set {key!r}: its parent is not a mapping", path=path, key=key)
-        node[parts[-1]] = value
+            raise SpecError(f"cannot set {o.key!r}: its parent is not a mapping", path=path,
+                            key=o.key)
+        node[parts[-1]] = o.value
     return raw
 
 
-def load_spec(path: str | Path, overrides: list[str] | None = None) -> SearchSpec:
-    """Read and validate a search-space YAML file, with optional ``key=value`` overrides.
+def _blame(err: SpecError, overrides: Sequence[Override], path: str) -> SpecError:
+    """``err`` with the option that set the broken key named, when an override set it."""
+    key = err.key or ""
+    origin = next((o.origin for o in reversed(overrides)
+                   if key == o.key or key.startswith(o.key + ".")), None)
+    if origin is None:
+        return err
+    message = str(err).removeprefix(f"{path}: {key}: ")
+    return SpecError(f"{message} (set by {origin})", path=path, key=key)
+
+
+def load_spec(path: str | Path, overrides: Sequence[str | Override] | None = None) -> SearchSpec:
+    """Read and validate a search-space YAML file, with optional overrides.
+
+    Args:
+        path: The YAML file (read with :class:`SpecLoader`).
+        overrides: Applied in order: an ``Override`` as given, a string as an ``--set``
+            ``KEY=VALUE`` item (its value parsed as YAML).
 
     Raises:
         SpecError: the file is unreadable, not YAML, or breaks a rule; the message names the
@@ -275,7 +378,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> SearchSpe
         raise SpecError(f"cannot read the file ({e.__class__.__name__}: {e}); check the path",
                         path=p) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=SpecLoader)  # safe: SpecLoader is a SafeLoader
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -283,8 +386,12 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> SearchSpe
         raise SpecError(f"invalid YAML{where}: {problem}", path=p) from None
     if raw is None:
         raise SpecError("the file is empty; see search_spaces/quickstart.yaml for an example", path=p)
-    if overrides:
+    items = [parse_override(o, p) if isinstance(o, str) else o for o in overrides or ()]
+    if items:
         if not isinstance(raw, dict):
             raise SpecError("the top level must be a mapping of sections", path=p)
-        raw = apply_overrides(raw, overrides, p)
-    return parse_spec(raw, p)
+        raw = apply_overrides(raw, items, p)
+    try:
+        return parse_spec(raw, p)
+    except SpecError as e:
+        raise _blame(e, items, p) from None

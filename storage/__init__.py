@@ -6,12 +6,14 @@ This package imports neither torch nor ray: the app reads studies through it alo
 from storage.artifacts import SQLArtifactStore
 from storage.backend import (
     StudySummary,
+    check_search_storage,
     list_studies,
     load_study,
     normalize_url,
     open_storage,
     redact,
 )
+from storage.prepare import prepare_database
 from storage.views import (
     DriverInfo,
     SearchProgress,
@@ -32,6 +34,7 @@ __all__ = [
     "StudySummary",
     "TrialRow",
     "best_accuracy_trial",
+    "check_search_storage",
     "drivers",
     "is_feasible",
     "list_studies",
@@ -40,6 +43,7 @@ __all__ = [
     "normalize_url",
     "open_storage",
     "pareto_numbers",
+    "prepare_database",
     "redact",
     "search_progress",
     "trial_rows",

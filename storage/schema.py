@@ -16,6 +16,7 @@ __all__ = [
     "STUDY_CONSTRAINTS",
     "STUDY_DATA",
     "STUDY_OBJECTIVES",
+    "STUDY_RETRAINS",
     "STUDY_SPEC",
     "STUDY_SPEC_HASH",
     "TRIAL_CONFIG",
@@ -23,6 +24,7 @@ __all__ = [
     "TRIAL_CURVE",
     "TRIAL_DEVICE",
     "TRIAL_HOST",
+    "TRIAL_NODE",
     "TRIAL_EPOCHS_RUN",
     "TRIAL_FAIL_REASON",
     "TRIAL_MEMORY_METHOD",
@@ -56,6 +58,11 @@ STUDY_DATA = "data"  # {"in_channels", "image_size", "num_classes", "classes", "
 # {"n_trials": int|None, "budget_epochs": int|None, "budget_minutes": float|None,
 #  "epochs_per_trial": int}
 STUDY_BUDGET = "budget"
+# Every `engine retrain` of the study's architectures (engine.export.retrain), oldest first:
+# list of {"trial_number": int, "epochs": int, "switch_epoch": int|None, "train_images": int,
+# "test_accuracy": float|None, "seconds": float, "path": str (absolute), "device": str,
+# "finished_at": float (Unix s)}.
+STUDY_RETRAINS = "retrains"
 # One study user attribute per driver process (engine search) that works on the study, keyed
 # DRIVER_PREFIX + its id: {"host", "pid", "started_at", "heartbeat_at" (Unix s), "state"
 # ("running" | "finished" | "stopped"), "deadline" (Unix s or None), "eta_s" (s or None),
@@ -77,7 +84,8 @@ TRIAL_RUN_STARTED_AT = "run_started_at"  # Unix time the worker began (asked-at 
 TRIAL_EPOCHS_RUN = "epochs_run"
 TRIAL_SWITCHED_AT = "switched_at"  # first epoch trained with SGD (DualOpT), or None
 TRIAL_DEVICE = "device"
-TRIAL_HOST = "host"  # the machine (Ray node) the trial ran on
+TRIAL_HOST = "host"  # the machine the trial ran on
+TRIAL_NODE = "ray_node"  # the Ray node id the trial ran on (several nodes may share a host)
 TRIAL_TRAINED = "trained"  # False for candidates rejected before training (over a cap)
 TRIAL_FAIL_REASON = "fail_reason"
 # The fail_reason of a trial cut off by a stopped search (Ctrl-C, kill -9 of the driver): its

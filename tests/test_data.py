@@ -7,21 +7,33 @@ through ``file://`` and a local HTTP server. No network, CPU only, a few seconds
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import http.server
 import io
 import pickle
+import socket
 import tarfile
 import threading
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from engine.data import DATASETS, DataConfig, cache, cifar, imagefolder, load_data
+from engine.data import (
+    DATASETS,
+    DataConfig,
+    cache,
+    cifar,
+    imagefolder,
+    load_data,
+    prepare_data,
+    resolve_data_source,
+)
 from engine.data.base import _stratified_cap, channel_stats, stratified_split
 from engine.data.download import download
 from engine.errors import ConfigError, DataError
@@ -119,6 +131,9 @@ def _no_cache_entries(cache: Path) -> bool:
 
 def test_registry_holds_every_kind():
     assert set(DATASETS.names()) == {"cifar10", "digits", "imagefolder", "synthetic"}
+    from engine.data.base import PREPARERS
+
+    assert set(PREPARERS) == {"cifar10", "imagefolder"}  # the loaders that read files
 
 
 def _request(kind: str, tmp_path: Path, members: dict[str, bytes] | None) -> DataConfig:
@@ -270,20 +285,35 @@ def test_download_from_file_url_checks_md5(tmp_path):
     assert download(src.as_uri(), dest, _md5(src)) == dest and dest.read_bytes() == src.read_bytes()
 
 
-def test_cifar_downloads_over_http_then_loads_from_the_cache(tmp_path):
-    src = _write_tgz(tmp_path / "srv" / "c.tgz", _fake_cifar_files())
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(src.parent))
+@contextlib.contextmanager
+def _serving(folder: Path) -> Iterator[str]:
+    """A local HTTP server for the files in ``folder``; yields its base URL."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
     handler.log_message = lambda *a: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/c.tgz"
-        path = cifar.fetch_cifar10(tmp_path / "cache", url=url, md5=_md5(src))
-        with pytest.raises(DataError, match="download failed"):
-            download(url + ".missing", tmp_path / "other.tgz", "0" * 32)
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _unreachable_url() -> str:
+    """An http address on this machine where nothing listens (connection refused at once)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/cifar-10-python.tar.gz"
+
+
+def test_cifar_downloads_over_http_then_loads_from_the_cache(tmp_path):
+    src = _write_tgz(tmp_path / "srv" / "c.tgz", _fake_cifar_files())
+    with _serving(src.parent) as base:
+        url = f"{base}/c.tgz"
+        path = cifar.fetch_cifar10(tmp_path / "cache", url=url, md5=_md5(src))
+        with pytest.raises(DataError, match="download failed"):
+            download(url + ".missing", tmp_path / "other.tgz", "0" * 32)
     assert path == tmp_path / "cache" / "downloads" / "cifar-10-python.tar.gz"
     # With no root the registered loader finds the downloaded archive and needs no network.
     b = load_data(DataConfig(dataset="cifar10", cache_dir=str(tmp_path / "cache")))
@@ -367,7 +397,177 @@ def test_missing_roots_say_what_to_give(tmp_path):
         load_data(DataConfig(dataset="imagefolder", cache_dir=str(tmp_path)))
     with pytest.raises(DataError, match="does not exist"):
         load_data(DataConfig(dataset="imagefolder", root=str(tmp_path / "nope"), cache_dir=str(tmp_path)))
-    with pytest.raises(DataError, match="holds no CIFAR-10"):
+    (tmp_path / "notes.txt").write_text("not CIFAR-10")  # a folder with other files: no download
+    with pytest.raises(DataError, match="holds no CIFAR-10 but other files"):
         load_data(DataConfig(dataset="cifar10", root=str(tmp_path), cache_dir=str(tmp_path)))
     with pytest.raises(ConfigError, match=r"data\.image_size: .*greater than or equal to 4"):
         DataConfig(dataset="digits", image_size=0)
+
+
+# ------------------------------------------------- cifar10: download into data.root, offline
+
+@pytest.fixture
+def cifar_mirror(tmp_path, monkeypatch) -> Iterator[Path]:
+    """A fake official archive served over local HTTP, set as the loader's download address
+    (``$WAVESEARCH_CIFAR10_URL``) with its md5 as the published one: the real download path."""
+    src = _write_tgz(tmp_path / "srv" / "cifar-10-python.tar.gz", _fake_cifar_files())
+    monkeypatch.setattr(cifar, "CIFAR10_MD5", _md5(src))
+    with _serving(src.parent) as base:
+        monkeypatch.setenv(cifar.URL_ENV, f"{base}/{src.name}")
+        yield src
+
+
+@pytest.mark.parametrize("root", ["empty", "missing/nested", "hidden-only", "named.tar.gz"])
+def test_cifar_downloads_into_an_empty_or_missing_root(tmp_path, cifar_mirror, root):
+    folder = tmp_path / "data" / root
+    if root == "empty":
+        folder.mkdir(parents=True)
+    elif root == "hidden-only":  # what a killed download leaves: still counts as empty
+        _write_tree(folder, {".cifar-10-python.tar.gz-x.part": b"half", ".DS_Store": b""})
+    lines: list[str] = []
+    req = DataConfig(dataset="cifar10", root=str(folder), cache_dir=str(tmp_path / "cache"))
+    prepare_data(req, lines.append)
+    archive = folder if root.endswith(".tar.gz") else folder / "cifar-10-python.tar.gz"
+    assert archive.read_bytes() == cifar_mirror.read_bytes()
+    assert len(lines) == 1 and "downloading CIFAR-10" in lines[0] and str(archive) in lines[0]
+    cifar_mirror.unlink()  # from now on a second download would fail the md5 or the request
+    b = load_data(req)
+    assert b.classes == tuple(CIFAR_CLASSES) and len(b.test_y) == 20
+    assert f"cifar10 {archive}" in b.source
+    prepare_data(req, lines.append)  # found, not downloaded again: no progress line
+    assert len(lines) == 1
+
+
+def test_cifar_root_with_an_extracted_folder_is_read_not_downloaded(tmp_path, monkeypatch):
+    monkeypatch.setenv(cifar.URL_ENV, _unreachable_url())  # any download attempt would fail
+    root = _write_tree(tmp_path / "root", _fake_cifar_files())
+    for given in (root, root / "cifar-10-batches-py"):
+        b = load_data(DataConfig(dataset="cifar10", root=str(given), cache_dir=str(tmp_path / "c")))
+        assert len(b.test_y) == 20
+
+
+@pytest.mark.parametrize("shared_zip_exists", [True, False])
+def test_offline_download_names_data_and_the_jpeg_zip(tmp_path, monkeypatch, shared_zip_exists):
+    url = _unreachable_url()
+    monkeypatch.setenv(cifar.URL_ENV, url)
+    if not shared_zip_exists:
+        monkeypatch.setattr(cifar, "SHARED_JPEG_ZIP", tmp_path / "elsewhere" / "cifar10-jpeg.zip")
+    root = tmp_path / "new" / "cifar"
+    with pytest.raises(DataError) as err:
+        prepare_data(DataConfig(dataset="cifar10", root=str(root), cache_dir=str(tmp_path / "c")))
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{url}: download failed (")
+    if shared_zip_exists:
+        assert f"--data {SHARED_ZIP}" in msg
+    else:
+        assert "--data <path to cifar10-jpeg.zip>" in msg and "elsewhere" not in msg
+    assert "md5 c58f30108f718f92721af3b95e74349a" in msg  # or a copy by hand, checksum given
+    assert not (tmp_path / "new").exists()  # the folders made for the download are gone again
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_md5_mismatch_leaves_neither_file_nor_new_folders(tmp_path, cifar_mirror, monkeypatch):
+    monkeypatch.setattr(cifar, "CIFAR10_MD5", "0" * 32)
+    root = tmp_path / "fresh" / "cifar"
+    with pytest.raises(DataError, match="md5 .* expected 0+"):
+        load_data(DataConfig(dataset="cifar10", root=str(root), cache_dir=str(tmp_path / "c")))
+    assert not (tmp_path / "fresh").exists() and not (tmp_path / "c").exists()
+
+
+# ------------------------------------------------------------ --data: which loader reads it
+
+def _layouts(tmp_path: Path, jpeg_members: dict[str, bytes]) -> dict[str, Path]:
+    """One path of every kind --data may name."""
+    zipped = _write_zip(tmp_path / "my data #1.zip", jpeg_members)
+    paths = {"zip": zipped, "tgz": _write_tgz(tmp_path / "cifar-10-python.tar.gz", _fake_cifar_files())}
+    for name in ("X.ZIP", "x.Zip"):
+        (tmp_path / name).write_bytes(zipped.read_bytes())
+        paths[name] = tmp_path / name
+    paths["batches"] = _write_tree(tmp_path / "ext", _fake_cifar_files()) / "cifar-10-batches-py"
+    paths["holds-batches"] = tmp_path / "ext"
+    paths["holds-archive"] = tmp_path / "arch"
+    paths["holds-archive"].mkdir()
+    (paths["holds-archive"] / "cifar-10-python.tar.gz").write_bytes(paths["tgz"].read_bytes())
+    paths["classes"] = _write_tree(tmp_path / "img", _gray_tree()) / "data"
+    paths["empty"] = tmp_path / "empty"
+    paths["empty"].mkdir()
+    paths["loose-files"] = _write_tree(tmp_path / "loose", {"a.png": b"x", "b.txt": b"y"})
+    paths["text"] = _write_tree(tmp_path, {"notes.txt": b"hello"}) / "notes.txt"
+    return paths
+
+
+# (path kind, spec dataset, loader expected or None for refused, words in the refusal)
+RESOLVE = [
+    ("zip", "digits", "imagefolder", ""),
+    ("X.ZIP", "digits", "imagefolder", ""),
+    ("x.Zip", "cifar10", "imagefolder", ""),
+    ("zip", "cifar10", "imagefolder", ""),
+    ("tgz", "digits", "cifar10", ""),
+    ("tgz", "imagefolder", "cifar10", ""),
+    ("batches", "digits", "cifar10", ""),
+    ("holds-batches", "imagefolder", "cifar10", ""),
+    ("holds-archive", "cifar10", "cifar10", ""),
+    ("classes", "digits", "imagefolder", ""),
+    ("classes", "cifar10", "imagefolder", ""),
+    ("empty", "cifar10", "cifar10", ""),
+    ("empty", "digits", None, "is an empty folder"),
+    ("empty", "imagefolder", None, "is an empty folder"),
+    ("loose-files", "digits", None, "a folder with no class folders"),
+    ("text", "digits", None, "neither a .zip nor a .tar.gz"),
+    ("missing", "digits", None, "no such file or folder"),
+    ("missing", "cifar10", None, "create an empty folder there"),
+]
+
+
+@pytest.mark.parametrize("kind, dataset, expected, words", RESOLVE,
+                         ids=[f"{k}-{d}" for k, d, _, _ in RESOLVE])
+def test_data_option_picks_the_loader_that_reads_the_path(tmp_path, jpeg_members, kind, dataset,
+                                                          expected, words):
+    path = _layouts(tmp_path, jpeg_members).get(kind, tmp_path / "missing" / "dir")
+    if expected is None:
+        with pytest.raises(DataError) as err:
+            resolve_data_source(str(path), dataset)
+        msg = str(err.value)
+        assert msg.startswith(f"--data {str(path)!r}: ") and "\n" not in msg
+        assert words in msg and ".zip or folder of class folders" in msg  # what is accepted
+        return
+    assert resolve_data_source(str(path), dataset) == (expected, str(path))
+
+
+def test_the_resolved_source_loads(tmp_path, jpeg_members):
+    """What resolve_data_source picks is what the loader reads (the path kept whole)."""
+    paths = _layouts(tmp_path, jpeg_members)
+    for kind in ("zip", "X.ZIP", "tgz", "holds-batches", "classes"):
+        dataset, root = resolve_data_source(str(paths[kind]), "digits")
+        b = load_data(DataConfig(dataset=dataset, root=root, cache_dir=str(tmp_path / "c"),
+                                 val_fraction=0.25))
+        assert b.num_classes == (3 if dataset == "imagefolder" else 10)
+
+
+def test_data_option_expands_home_and_refuses_an_empty_value(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _write_tgz(tmp_path / "cifar-10-python.tar.gz", _fake_cifar_files())
+    assert resolve_data_source("~/cifar-10-python.tar.gz", "digits") == (
+        "cifar10", str(tmp_path / "cifar-10-python.tar.gz"))
+    with pytest.raises(DataError, match="--data '': empty path"):
+        resolve_data_source("", "digits")
+
+
+def test_prepare_checks_an_image_folder_before_anything_is_decoded(tmp_path, monkeypatch):
+    monkeypatch.setattr(imagefolder, "decode_image", lambda *a: pytest.fail("decoded"))
+    files = {k: v for k, v in _gray_tree().items() if "/a/" in k}  # one class only
+    root = _write_tree(tmp_path / "t", files) / "data"
+    with pytest.raises(DataError, match="only 1 class folder"):
+        prepare_data(DataConfig(dataset="imagefolder", root=str(root)))
+    prepare_data(DataConfig(dataset="imagefolder", root=str(_write_tree(tmp_path / "u", _gray_tree()))))
+    prepare_data(DataConfig(dataset="digits"))  # ships with scikit-learn: nothing to prepare
+    with pytest.raises(ConfigError, match="unknown dataset 'nope'"):
+        prepare_data(DataConfig(dataset="nope"))
+
+
+def test_a_root_that_cannot_hold_the_download_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv(cifar.URL_ENV, _unreachable_url())
+    (tmp_path / "a-file").write_text("x")  # a folder cannot be made inside a file
+    with pytest.raises(DataError, match=r"a-file/cifar: cannot write the download there .*data\.root"):
+        prepare_data(DataConfig(dataset="cifar10", root=str(tmp_path / "a-file" / "cifar")))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

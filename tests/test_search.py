@@ -12,6 +12,7 @@ import torch
 from optuna.trial import TrialState
 
 from engine.search import prepare_study, run_search
+from engine.search.budget import counts_as_trained
 from engine.spec import SearchSpec
 from storage import load_study, pareto_numbers, schema
 from tests.conftest import tiny_spec_dict
@@ -92,14 +93,20 @@ def test_export_then_load_gives_the_trained_models_logits(finished_search, tmp_p
 
 def test_a_tampered_checkpoint_is_refused(finished_search, tmp_path):
     from engine.errors import WaveSearchError
-    from engine.export import export_checkpoint, load_model
+    from engine.export import (
+        Checkpoint,
+        checkpoint_bytes,
+        export_checkpoint,
+        load_model,
+        read_checkpoint,
+    )
 
     _, url, _, _ = finished_search
     export_checkpoint(url, "e2e", out=tmp_path / "m.pt", test_accuracy=False)
-    ckpt = torch.load(tmp_path / "m.pt", weights_only=True)
-    name = next(k for k in ckpt["state_dict"] if k.endswith("weight"))
-    ckpt["state_dict"][name] = ckpt["state_dict"][name] + 0.5
-    torch.save(ckpt, tmp_path / "bad.pt")
+    ckpt = read_checkpoint(tmp_path / "m.pt")
+    name = next(k for k in ckpt.state_dict if k.endswith("weight"))
+    state = {**ckpt.state_dict, name: ckpt.state_dict[name] + 0.5}
+    (tmp_path / "bad.pt").write_bytes(checkpoint_bytes(Checkpoint(ckpt.meta, state)))
     with pytest.raises(WaveSearchError, match="does not reproduce the trained model's logits"):
         load_model(tmp_path / "bad.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
@@ -198,7 +205,12 @@ def test_scheduler_prunes_and_failures_are_recorded(ray_local, sqlite_url):
     run_search(spec, storage_url=sqlite_url, progress=lines.append)
     trials = load_study(sqlite_url, "faults").get_trials()
     states = [t.state for t in trials]
-    assert states == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.FAIL], lines
+    assert states[:4] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
+                          TrialState.FAIL], lines
+    # The candidate that cannot be built was screened out (never trained), so it does not
+    # count towards n_trials: the search trained 4 candidates, and more were proposed.
+    assert trials[2].user_attrs[schema.TRIAL_TRAINED] is False
+    assert sum(counts_as_trained(t) for t in trials) == 4 and len(trials) >= 5, lines
     pruned = trials[1]
     assert max(pruned.intermediate_values) < 4
     assert "stopped by the scheduler" in pruned.user_attrs[schema.TRIAL_STATE_REASON]
@@ -259,3 +271,44 @@ def test_epoch_budget_with_early_stopping_runs_more_trials_within_it(ray_local, 
     # ...so >= 4 epochs are left for more candidates: more trials than 14 // 4 full ones,
     # and never more epochs than the budget.
     assert len(epochs) >= 5 and sum(epochs) <= 14, epochs
+
+
+def test_time_budget_cuts_trials_at_the_deadline_and_estimates_the_search(ray_local, sqlite_url):
+    """search.budget_minutes: the running trial stops itself before an epoch it could not
+    finish by the deadline (PRUNED with its curve); no trial starts that could not finish; the
+    first epochs give an estimate of the whole search."""
+    import time
+
+    raw = tiny_spec_dict(
+        "deadline", data={"train_size": 1200, "val_size": 100},
+        model={"wavemix": {"final_dim": 8, "depth": 1, "level": 1}},
+        train={"epochs": 60, "batch_size": 4, "switch_epoch": 30},
+        search={"sampler": "random", "n_trials": 3, "max_concurrent": 1,
+                "budget_minutes": 0.5})
+    spec = SearchSpec.model_validate(raw)
+    lines: list[str] = []
+    t0 = time.time()
+    run_search(spec, storage_url=sqlite_url, progress=lines.append)
+    elapsed = time.time() - t0
+    trials = load_study(sqlite_url, "deadline").trials
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert len(pruned) == 1, lines
+    cut = pruned[0]
+    reason = cut.user_attrs[schema.TRIAL_STATE_REASON]
+    assert reason.startswith("cut at the time budget after epoch"), reason
+    assert 1 <= len(cut.intermediate_values) < 60
+    assert cut.user_attrs[schema.TRIAL_CURVE] == [cut.intermediate_values[e] for e in
+                                                   sorted(cut.intermediate_values)]
+    # Nothing is left running; a candidate asked but too large to finish in time is given
+    # back (FAIL "interrupted", not counted) and queued for the next run.
+    for t in trials:
+        assert t.state != TrialState.RUNNING
+        if t.state == TrialState.FAIL:
+            assert t.user_attrs[schema.TRIAL_FAIL_REASON] == schema.INTERRUPTED_REASON
+    # The deadline is 30 s after the start; the run ends within about one epoch after it
+    # (plus Ray's shutdown).
+    epoch_s = max(cut.user_attrs.get(schema.TRIAL_WALL_TIME_S, 0.0), 0.0) or 2.0
+    assert elapsed < 30 + epoch_s + 20, (elapsed, lines)
+    estimate = next(ln for ln in lines if ln.startswith("estimate: ~"))
+    assert "for 3 trials at this pace" in estimate and "the time budget ends it in" in estimate
+    assert any(ln.startswith("time budget reached") for ln in lines), lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -187,3 +188,78 @@ def test_dataset_names_agree_with_registry(tmp_path):
     for name in DATASETS.names():
         spec = tiny_spec_dict(data={"dataset": name, "root": str(tmp_path)})
         assert load_spec(write_spec(tmp_path / f"{name}.yaml", spec)).data.dataset == name
+
+
+# ------------------------------------------------------------- YAML 1.2 floats and overrides
+
+def test_exponent_floats_are_floats(tmp_path):
+    """PyYAML (YAML 1.1) reads 3e-3 as a string; specs read it as YAML 1.2 and JSON do."""
+    spec = tiny_spec_dict(train={"lr": 0.0, "weight_decay": 0.0})
+    text = write_spec(tmp_path / "s.yaml", spec).read_text()
+    text = re.sub(r"^(\s+)lr: 0\.0$", r"\1lr: 3e-3", text, count=1, flags=re.M)
+    text = re.sub(r"^(\s+)weight_decay: 0\.0$", r"\1weight_decay: 1e-4", text, count=1, flags=re.M)
+    assert "lr: 3e-3" in text and "weight_decay: 1e-4" in text
+    f = tmp_path / "floats.yaml"
+    f.write_text(text)
+    loaded = load_spec(f, ["train.sgd_lr=2.5E-2", "model.wavemix.dropout={type: float, low: 1e-3, "
+                                                   "high: 2e-1}"])
+    assert loaded.train.lr == 0.003 and isinstance(loaded.train.lr, float)
+    assert loaded.train.weight_decay == 1e-4 and loaded.train.sgd_lr == 0.025
+    assert loaded.model["wavemix"]["dropout"].high == 0.2
+    assert yaml.safe_load("3e-3") == "3e-3"  # PyYAML's own loader is left as it was
+
+
+@pytest.mark.parametrize("text, value", [("3e-3", 0.003), ("1e-4", 1e-4), ("-2.5E+3", -2500.0),
+                                         ("1e3", 1000.0), (".5", 0.5), ("-.inf", float("-inf")),
+                                         ("3", 3), ("0x1f", 31), ("2001-12-14", None),
+                                         ("'3e-3'", "3e-3"), ("1e", "1e"), ("e3", "e3")])
+def test_spec_loader_resolves_yaml_12_floats_only(text, value):
+    from engine.spec import SpecLoader
+
+    got = yaml.load(text, Loader=SpecLoader)  # safe: SpecLoader is a SafeLoader
+    if value is None:  # a date stays a date (and a spec refuses it where a number belongs)
+        assert not isinstance(got, int | float | str)
+        return
+    assert got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize("line, words", [
+    ('lr: "3e-3"', "valid number (got '3e-3')"),  # quoted: a string, strict types refuse it
+    ("lr: -2.5E+3", "greater than 0 (got -2500.0)"),  # a float, judged by the field's rule
+])
+def test_quoted_numbers_stay_strings(tmp_path, capsys, line, words):
+    f = write_spec(tmp_path / "s.yaml", tiny_spec_dict())
+    f.write_text(f.read_text().replace("lr: 0.01", line, 1))
+    assert main(["validate", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "train.lr:" in err and words in err
+
+
+def test_overrides_typed_and_yaml():
+    from engine.spec import Override, parse_override
+
+    assert parse_override("study.name=007") == Override("study.name", 7, "--set study.name=007")
+    assert parse_override("train.lr=3e-3").value == 0.003
+    assert parse_override("data.root=a #b").value == "a"  # YAML: a comment; plain options keep it
+    spec = load_spec(ROOT / "search_spaces" / "quickstart.yaml",
+                     ["study.name=x", Override("study.name", "007", "--study"),
+                      Override("data.root", "my data #1.zip", "--data")])
+    assert spec.study.name == "007" and spec.data.root == "my data #1.zip"  # last one wins
+    with pytest.raises(SpecError, match="is not KEY=VALUE"):
+        parse_override("train.epochs")
+
+
+def test_an_override_that_breaks_a_rule_is_named(tmp_path):
+    from engine.spec import Override
+
+    f = write_spec(tmp_path / "s.yaml", tiny_spec_dict())
+    with pytest.raises(SpecError) as e:
+        load_spec(f, [Override("study.name", "a b", "--study")])
+    assert str(e.value).startswith(f"{f}: study.name: ")
+    assert str(e.value).endswith("(got 'a b') (set by --study)") and e.value.key == "study.name"
+    with pytest.raises(SpecError, match=r"train\.epochs: .*\(set by --set train\.epochs=0\)$"):
+        load_spec(f, ["train.epochs=0"])
+    with pytest.raises(SpecError) as e:  # a key no override touched: no blame
+        load_spec(write_spec(tmp_path / "t.yaml", tiny_spec_dict(train={"epochs": 0})),
+                  ["train.lr=0.1"])
+    assert "set by" not in str(e.value)

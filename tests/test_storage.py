@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-import uuid
+import time
 
 import optuna
 import pytest
@@ -14,37 +14,31 @@ from engine.errors import StorageError
 from storage import (
     SQLArtifactStore,
     best_accuracy_trial,
+    check_search_storage,
     list_studies,
     load_study,
     normalize_url,
     open_storage,
+    prepare_database,
     redact,
     schema,
     trial_rows,
 )
-from tests.conftest import ROOT
-
-PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+from tests._pg import temp_database
+from tests.conftest import ROOT, engine_env, tiny_spec_dict, write_spec
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def url(request, tmp_path):
+    """A prepared, empty study database of each backend."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'contract.db'}"
+        url = f"sqlite:///{tmp_path / 'contract.db'}"
+        prepare_database(url)
+        yield url
         return
-    import sqlalchemy as sa
-
-    name = f"wavesearch_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    finally:
-        open_storage.cache_clear()
-        with admin.connect() as c:
-            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with temp_database() as url:
+        prepare_database(url)
+        yield url
 
 
 def _study(url: str, name: str = "s") -> optuna.Study:
@@ -160,3 +154,65 @@ def test_storage_and_app_import_neither_torch_nor_ray():
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_artifact_table_is_made_when_a_study_is_prepared_not_by_a_writer(tmp_path):
+    url = f"sqlite:///{tmp_path / 'bare.db'}"
+    open_storage(url)  # Optuna's tables only
+    with pytest.raises(StorageError, match="no artifact table; it is created when a search "
+                                           "prepares its study"):
+        SQLArtifactStore(url).write("a", io.BytesIO(b"x"))
+    prepare_database(url)
+    prepare_database(url)  # idempotent
+    SQLArtifactStore(url).write("a", io.BytesIO(b"x"))
+    assert SQLArtifactStore(url).open_reader("a").read() == b"x"
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_in_memory_sqlite_is_refused_for_a_search(url):
+    with pytest.raises(StorageError, match="in-memory database, but a search must outlive its "
+                                           "process"):
+        check_search_storage(url)
+
+
+def _search(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    f = write_spec(tmp_path / "s.yaml", tiny_spec_dict("s"))
+    cmd = [sys.executable, "-m", "engine.cli", "search", str(f), *args]
+    return subprocess.run(cmd, cwd=tmp_path, env={**engine_env(), "HOME": str(tmp_path)},
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--storage", "sqlite://"], "in-memory database, but a search must outlive its process"),
+    (["--storage", "postgresql+psycopg2://postgres:secret@[::1:5432/x"],
+     "postgresql+psycopg2://postgres:***@[::1:5432/x is malformed"),
+    (["--storage", "postgresql+psycopg2://nobody@127.0.0.1:1/none"],
+     "cannot open storage postgresql+psycopg2://nobody@127.0.0.1:1/none"),
+    (["--n-trials", "0"], "--n-trials must be at least 1 (got 0)"),
+    (["--n-trials", "-1"], "--n-trials must be at least 1 (got -1)"),
+])
+def test_storage_and_budget_input_errors_exit_2_in_one_line(tmp_path, args, words):
+    t0 = time.time()
+    proc = _search(tmp_path, *args)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    err = proc.stderr.strip()
+    assert err.count("\n") == 0 and words in err and "Traceback" not in err, err
+    assert "secret" not in err  # passwords are redacted
+    assert time.time() - t0 < 60  # refused up front, not after retries
+    assert not list(tmp_path.glob("*.db"))  # nothing written
+
+
+def test_a_read_only_sqlite_file_is_refused_before_anything_runs(tmp_path):
+    """An immutable study file (chattr +i: even root cannot write it, as on a read-only mount)."""
+    db = tmp_path / "ro.db"
+    prepare_database(f"sqlite:///{db}")
+    before = db.read_bytes()
+    subprocess.run(["chattr", "+i", str(db)], check=True)
+    try:
+        proc = _search(tmp_path, "--storage", f"sqlite:///{db}")
+    finally:
+        subprocess.run(["chattr", "-i", str(db)], check=True)
+    assert proc.returncode == 2, proc.stdout[-1000:] + proc.stderr[-2000:]
+    err = proc.stderr.strip()
+    assert err.count("\n") == 0 and "is not writable" in err and str(db) in err, err
+    assert db.read_bytes() == before

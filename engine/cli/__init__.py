@@ -1,4 +1,4 @@
-"""The ``engine`` command: search, validate, export, app, dashboard, studies.
+"""The ``engine`` command: search, validate, export, retrain, app, dashboard, studies.
 
 Errors print one line (``error: ...``) and exit non-zero; ``--debug`` shows the traceback.
 Each module of this package registers its commands (``add_commands``).

@@ -1,10 +1,15 @@
-"""``engine validate``, ``engine search`` and ``engine studies``."""
+"""``engine validate``, ``engine search`` and ``engine studies``.
+
+``validate`` takes the spec options of ``search`` (``--data``, ``--study``, ``--storage``,
+``--set``), so any search command line can be checked by writing ``validate`` instead of
+``search``. Plain options are applied as the typed text the user wrote; only ``--set`` values
+are parsed as YAML (see :class:`engine.spec.Override`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storage.schema import DEFAULT_STORAGE_URL
@@ -15,14 +20,47 @@ if TYPE_CHECKING:
 __all__ = ["add_commands"]
 
 
-def _cmd_validate(args: argparse.Namespace) -> int:
-    from engine.spec import load_spec, spec_hash
+def _load(args: argparse.Namespace) -> tuple[SearchSpec, str]:
+    """The spec with the command line applied, and a line saying which data it reads.
 
-    spec = load_spec(args.spec, args.set)
+    Order: the ``--set`` items, then the plain options (they win), then ``--data``, whose
+    loader and root come from :func:`engine.data.resolve_data_source` given the dataset the
+    spec names after the other overrides.
+    """
+    from engine.spec import Override, load_spec
+
+    plain = [Override(key, value, option) for option, key, value in (
+        ("--study", "study.name", args.study),
+        ("--storage", "study.storage", args.storage),
+    ) if value is not None]
+    overrides = [*args.set, *plain]
+    spec = load_spec(args.spec, overrides)
+    if args.data is None:
+        return spec, f"data: {_data_text(spec)}"
+    from engine.data import resolve_data_source
+
+    named = spec.data.dataset
+    dataset, root = resolve_data_source(args.data, named)
+    spec = load_spec(args.spec, [*overrides, Override("data.dataset", dataset, "--data"),
+                                 Override("data.root", root, "--data")])
+    switched = "" if dataset == named else f"; the spec's dataset {named!r} is replaced"
+    return spec, f"data: {_data_text(spec)} (from --data{switched})"
+
+
+def _data_text(spec: SearchSpec) -> str:
+    """The data set a spec reads, e.g. "imagefolder /data/x.zip" or "digits"."""
+    return spec.data.dataset + (f" {spec.data.root}" if spec.data.root else "")
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from engine.spec import spec_hash
+
+    spec, data_line = _load(args)
     fams = ", ".join(spec.model)
     print(f"{args.spec}: OK (study {spec.study.name!r}, families {fams}, "
           f"{_budget_text(spec)}, objectives {', '.join(spec.objective_names)}, "
           f"spec hash {spec_hash(spec)})")
+    print(data_line)
     return 0
 
 
@@ -36,26 +74,17 @@ def _budget_text(spec: SearchSpec) -> str:
 
 def _cmd_search(args: argparse.Namespace) -> int:
     from engine.search import run_search
-    from engine.spec import load_spec
     from storage import load_study, trial_rows
 
-    sets = list(args.set)
-    if args.data:
-        sets.append(f"data.root={args.data}")
-        # The JPEG/PNG class-folder form of CIFAR-10 (e.g. shared/data/cifar10-jpeg.zip) is read
-        # by the image-folder loader; the cifar10 loader reads the official python archive.
-        if args.data.endswith(".zip") or Path(args.data).is_dir() and not _is_cifar_batches(args.data):
-            sets.append("data.dataset=imagefolder")
-    if args.study:
-        sets.append(f"study.name={args.study}")
-    spec = load_spec(args.spec, sets)
+    spec, data_line = _load(args)
     t0 = time.perf_counter()
 
     def progress(line: str) -> None:
         print(f"[{time.perf_counter() - t0:7.1f}s] {line}", flush=True)
 
-    out = run_search(spec, storage_url=args.storage, n_trials=args.n_trials,
-                     ray_address=args.ray_address, progress=progress)
+    progress(data_line)
+    out = run_search(spec, n_trials=args.n_trials, ray_address=args.ray_address,
+                     progress=progress)
     study = load_study(out.storage_url, out.study_name)
     rows = trial_rows(study)
     states: dict[str, int] = {}
@@ -73,12 +102,6 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_cifar_batches(path: str) -> bool:
-    p = Path(path)
-    return (p / "cifar-10-batches-py").is_dir() or (p / "data_batch_1").exists() or any(
-        p.glob("cifar-10-python.tar.gz"))
-
-
 def _cmd_studies(args: argparse.Namespace) -> int:
     from storage import list_studies
 
@@ -87,23 +110,32 @@ def _cmd_studies(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_spec_options(p: argparse.ArgumentParser) -> None:
+    """The spec file and the options that change it, shared by ``search`` and ``validate``."""
+    p.add_argument("spec")
+    p.add_argument("--data", metavar="PATH",
+                   help="the data to train on; it picks the loader: a .zip or folder of class "
+                        "folders (imagefolder), cifar-10-python.tar.gz or cifar-10-batches-py "
+                        "(cifar10); sets data.dataset and data.root")
+    p.add_argument("--study", metavar="NAME", help="study name, taken as written (overrides "
+                                                   "study.name)")
+    p.add_argument("--storage", metavar="URL", help="storage URL (overrides study.storage)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec value, parsed as YAML, e.g. --set train.lr=3e-3 "
+                        "(repeatable)")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register the commands of this module on the ``engine`` parser."""
-    v = sub.add_parser("validate", help="check a search-space file without running it")
-    v.add_argument("spec")
-    v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a spec value, e.g. --set train.epochs=2 (repeatable)")
+    v = sub.add_parser("validate", help="check a search-space file (and the options a search "
+                       "would get) without running it")
+    _add_spec_options(v)
     v.set_defaults(func=_cmd_validate)
 
     s = sub.add_parser("search", help="run (or resume) the search a spec describes")
-    s.add_argument("spec")
-    s.add_argument("--storage", help="storage URL (overrides study.storage)")
-    s.add_argument("--data", help="data root or archive (overrides data.root)")
-    s.add_argument("--study", help="study name (overrides study.name)")
+    _add_spec_options(s)
     s.add_argument("--n-trials", type=int, help="total trials (overrides search.n_trials)")
     s.add_argument("--ray-address", help="join this Ray cluster instead of starting one")
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a spec value, e.g. --set train.epochs=2 (repeatable)")
     s.set_defaults(func=_cmd_search)
 
     ls = sub.add_parser("studies", help="list the studies in a storage")

@@ -1,10 +1,39 @@
 """Data sets. Importing this package registers every loader."""
 
 from engine.data import builtin, cifar, imagefolder  # noqa: F401  (register the loaders)
-from engine.data.base import DATASETS, DataBundle, DataConfig, make_bundle, register_dataset
+from engine.data.base import (
+    DATASETS,
+    PREPARERS,
+    DataBundle,
+    DataConfig,
+    Progress,
+    make_bundle,
+    register_dataset,
+)
+from engine.data.source import resolve_data_source
 from engine.errors import DataError
 
-__all__ = ["DATASETS", "DataBundle", "DataConfig", "load_data", "make_bundle", "register_dataset"]
+__all__ = ["DATASETS", "DataBundle", "DataConfig", "load_data", "make_bundle", "prepare_data",
+           "register_dataset", "resolve_data_source"]
+
+
+def prepare_data(request: DataConfig, progress: Progress | None = None) -> None:
+    """Make the request's source available without decoding it: download it, or check that
+    it is there. Cheap once done; run it before writing anything, so that a missing or
+    unreachable source stops a run with nothing left behind.
+
+    Args:
+        request: The data a run will load.
+        progress: Receives a line before anything slow (a download).
+
+    Raises:
+        ConfigError: the data set name is not registered.
+        DataError: the source is missing, unreachable or laid out wrongly.
+    """
+    DATASETS.get(request.dataset)  # an unknown name is a ConfigError listing the known ones
+    prepare = PREPARERS.get(request.dataset)
+    if prepare is not None:
+        prepare(request, progress or (lambda line: None))
 
 
 def load_data(request: DataConfig) -> DataBundle:

@@ -23,6 +23,7 @@ __all__ = [
     "DATASETS",
     "DataBundle",
     "DataConfig",
+    "PREPARERS",
     "channel_stats",
     "make_bundle",
     "register_dataset",
@@ -98,12 +99,35 @@ class DataBundle:
 
 
 Loader = Callable[[DataConfig], DataBundle]
+Progress = Callable[[str], None]
+Preparer = Callable[[DataConfig, Progress], object]
 DATASETS: Registry[Loader] = Registry("dataset")
+# name -> the loader's cheap first step (download, or check that the source is there): what
+# the CLI runs before it writes anything. Filled by the same decorator as DATASETS, so the
+# two tables cannot disagree on a name; loaders without files to find have no entry.
+PREPARERS: dict[str, Preparer] = {}
 
 
-def register_dataset(name: str) -> Callable[[Loader], Loader]:
-    """Decorator registering ``loader(config) -> DataBundle`` under ``name``."""
-    return DATASETS.register(name)
+def register_dataset(name: str, *,
+                     prepare: Preparer | None = None) -> Callable[[Loader], Loader]:
+    """Decorator registering ``loader(config) -> DataBundle`` under ``name``.
+
+    Args:
+        name: The ``data.dataset`` value that selects the loader.
+        prepare: ``prepare(config, progress)``: makes the source available without decoding
+            it (downloads it, or checks that it is there and laid out as the loader expects),
+            raising :class:`~engine.errors.DataError` otherwise; ``progress`` receives a line
+            before anything slow. The loader must still work without it having run.
+    """
+    register = DATASETS.register(name)
+
+    def decorate(loader: Loader) -> Loader:
+        register(loader)  # rejects a duplicate name before the hook is stored
+        if prepare is not None:
+            PREPARERS[name] = prepare
+        return loader
+
+    return decorate
 
 
 def channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -1,11 +1,15 @@
 """CIFAR-10 from the official python archive (``cifar-10-python.tar.gz``).
 
-Where the archive comes from, in order:
+Where the archive comes from:
 
-1. ``request.root``: the archive itself, a folder holding it, or its extracted
-   ``cifar-10-batches-py`` folder (or a folder holding that);
-2. ``<cache>/downloads/cifar-10-python.tar.gz`` from an earlier download;
-3. a download from the canonical address, md5-checked.
+- with ``data.root``: the archive itself, a folder holding it, or its extracted
+  ``cifar-10-batches-py`` folder (or a folder holding that); a root folder that is missing or
+  empty (hidden files aside) is downloaded into, as ``<root>/cifar-10-python.tar.gz``;
+- without: ``<cache>/downloads/cifar-10-python.tar.gz``, downloaded on first use.
+
+Downloads come from the canonical address, or from ``$WAVESEARCH_CIFAR10_URL`` (a mirror of
+the same file), and are md5-checked. Offline, the error names the way out: the JPEG copy of
+CIFAR-10 (``cifar10-jpeg.zip``), read by the ``imagefolder`` loader through ``--data``.
 
 A local copy under ``root`` is not md5-checked (a re-packed copy is legitimate); it is
 checked for structure instead: every batch present, 10,000 images of 3x32x32 each, labels
@@ -18,22 +22,29 @@ from __future__ import annotations
 
 import codecs
 import io
+import os
 import pickle
+import shlex
 import tarfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from engine.data.base import DataBundle, DataConfig, make_bundle, register_dataset
+from engine.data.base import DataBundle, DataConfig, Progress, make_bundle, register_dataset
 from engine.data.cache import cache_root, cached_arrays, file_sha256
 from engine.data.download import download
 from engine.errors import DataError
 
-__all__ = ["CIFAR10_MD5", "CIFAR10_URL", "fetch_cifar10", "load_cifar10", "read_cifar10"]
+__all__ = ["CIFAR10_MD5", "CIFAR10_URL", "SHARED_JPEG_ZIP", "URL_ENV", "cifar10_url",
+           "fetch_cifar10", "find_cifar10", "load_cifar10", "locate_cifar10", "read_cifar10"]
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+URL_ENV = "WAVESEARCH_CIFAR10_URL"  # a mirror of the official archive (same bytes, same md5)
+# The JPEG class-folder copy of CIFAR-10 kept beside the repository (read by imagefolder):
+# the offline way out that the download error points to. parents[3] = the repository's parent.
+SHARED_JPEG_ZIP = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-jpeg.zip"
 ARCHIVE_NAME = "cifar-10-python.tar.gz"
 FOLDER_NAME = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -143,8 +154,8 @@ def read_cifar10(source: Path) -> dict[str, np.ndarray]:
     }
 
 
-def _find_local(root: Path) -> Path:
-    """The archive or batches folder that ``root`` names or holds."""
+def find_cifar10(root: Path) -> Path | None:
+    """The archive or batches folder that ``root`` is or holds, or None when it has neither."""
     if root.is_file():
         return root
     if root.is_dir():
@@ -153,25 +164,82 @@ def _find_local(root: Path) -> Path:
         for candidate in (root / FOLDER_NAME, root / ARCHIVE_NAME):
             if candidate.exists():
                 return candidate
-    raise DataError(f"data.root {str(root)!r} holds no CIFAR-10; rule: root is {ARCHIVE_NAME}, "
-                    f"its extracted {FOLDER_NAME} folder, or a folder holding either; fix: "
-                    "correct the path, or remove data.root to download into the cache")
+    return None
 
 
-def fetch_cifar10(cache_dir: Path, *, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5) -> Path:
+def _is_empty(folder: Path) -> bool:
+    """No visible entries: hidden files (``.DS_Store``, a killed download's ``.part``) aside."""
+    try:
+        return not any(not entry.name.startswith(".") for entry in folder.iterdir())
+    except OSError as e:
+        raise DataError(f"data.root {str(folder)!r} cannot be listed ({e.strerror or e}); fix: "
+                        "make it readable or choose another folder") from e
+
+
+def cifar10_url() -> str:
+    """Where the archive is downloaded from: ``$WAVESEARCH_CIFAR10_URL``, else the official
+    address (read at each call, so a mirror set after import counts)."""
+    return os.environ.get(URL_ENV) or CIFAR10_URL
+
+
+def _offline_fix(dest: Path) -> str:
+    """The ``fix:`` of a failed download: the JPEG zip through --data, or a copy by hand."""
+    jpeg = shlex.quote(str(SHARED_JPEG_ZIP)) if SHARED_JPEG_ZIP.is_file() \
+        else "<path to cifar10-jpeg.zip>"
+    return (f"check the network, or train on the JPEG copy of CIFAR-10 with --data {jpeg}, "
+            f"or place {ARCHIVE_NAME} (md5 {CIFAR10_MD5}) at {dest}")
+
+
+def fetch_cifar10(cache_dir: Path, *, url: str | None = None, md5: str | None = None) -> Path:
     """The cached official archive, downloaded (md5-checked) on first use."""
-    return download(url, cache_dir / "downloads" / ARCHIVE_NAME, md5)
+    return _fetch(cache_dir / "downloads" / ARCHIVE_NAME, url=url, md5=md5)
 
 
-@register_dataset("cifar10")
+def _fetch(dest: Path, *, url: str | None = None, md5: str | None = None,
+           progress: Progress | None = None) -> Path:
+    """The official archive at ``dest``, downloaded unless it is there already.
+
+    Args:
+        dest: Where the archive is (to be) stored.
+        url: Address to download from (default :func:`cifar10_url`).
+        md5: Expected md5 (default :data:`CIFAR10_MD5`, looked up at call time).
+        progress: Receives one line before a download starts.
+    """
+    url = url or cifar10_url()
+    if progress is not None and not dest.is_file():
+        progress(f"downloading CIFAR-10 (170 MB, once) from {url} to {dest}")
+    return download(url, dest, md5 or CIFAR10_MD5, offline_fix=_offline_fix(dest))
+
+
+def locate_cifar10(request: DataConfig, progress: Progress | None = None) -> Path:
+    """The archive or extracted folder a request reads, downloaded first if there is none.
+
+    Raises:
+        DataError: ``data.root`` is a folder holding other things, or the download failed
+            (the message names ``--data`` with the JPEG zip as the offline way out).
+    """
+    if not request.root:
+        dest = cache_root(request.cache_dir) / "downloads" / ARCHIVE_NAME
+        return _fetch(dest, progress=progress)
+    root = Path(request.root).expanduser()
+    found = find_cifar10(root)
+    if found is not None:
+        return found
+    if root.is_dir() and not _is_empty(root):
+        raise DataError(f"data.root {str(root)!r} holds no CIFAR-10 but other files; rule: root "
+                        f"is {ARCHIVE_NAME}, its extracted {FOLDER_NAME} folder, a folder holding "
+                        "either, or an empty or missing folder to download into; fix: correct "
+                        "the path, or remove data.root to download into the cache")
+    # A missing root named like the archive is where the archive goes; otherwise a folder.
+    dest = root if root.name.lower().endswith((".tar.gz", ".tgz")) else root / ARCHIVE_NAME
+    return _fetch(dest, progress=progress)
+
+
+@register_dataset("cifar10", prepare=locate_cifar10)
 def load_cifar10(request: DataConfig) -> DataBundle:
     """CIFAR-10: 50,000 training and 10,000 test RGB images of 32x32, ten classes."""
-    cache_dir = cache_root(request.cache_dir)
-    if request.root:
-        source = _find_local(Path(request.root).expanduser())
-    else:
-        source = fetch_cifar10(cache_dir)
-    arrays, entry, hit = cached_arrays(cache_dir, "cifar10",
+    source = locate_cifar10(request)
+    arrays, entry, hit = cached_arrays(cache_root(request.cache_dir), "cifar10",
                                        {"sha256": file_sha256(_source_files(source))},
                                        lambda: read_cifar10(source))
     return make_bundle(arrays["train_x"], arrays["train_y"], tuple(arrays["classes"].tolist()),

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.base import DataBundle, DataConfig, make_bundle, register_dataset
+from engine.data.base import DataBundle, DataConfig, Progress, make_bundle, register_dataset
 from engine.data.cache import cache_root, cached_arrays, file_sha256, tree_fingerprint
 from engine.data.images import IMAGE_EXTENSIONS, decode_image
 from engine.errors import DataError
 
-__all__ = ["load_imagefolder", "read_imagefolder"]
+__all__ = ["check_imagefolder", "load_imagefolder", "read_imagefolder"]
 
 SPLITS = ("train", "test")
 _LAYOUT = ("rule: images sit in class folders, <root>/<class>/<image> or "
@@ -211,9 +211,8 @@ def _fingerprint(path: Path) -> str:
     return "tree:" + tree_fingerprint(path, images)
 
 
-@register_dataset("imagefolder")
-def load_imagefolder(request: DataConfig) -> DataBundle:
-    """Class folders of images in a folder or ``.zip`` (see the module docstring)."""
+def _root(request: DataConfig) -> Path:
+    """The folder or zip ``data.root`` names, which must exist."""
     if not request.root:
         raise DataError("dataset 'imagefolder' needs data.root: a folder or .zip of class "
                         f"folders; {_LAYOUT}")
@@ -221,6 +220,29 @@ def load_imagefolder(request: DataConfig) -> DataBundle:
     if not path.exists():
         raise DataError(f"data.root {str(path)!r} does not exist; fix: give the path of a "
                         "folder or .zip of class folders")
+    return path
+
+
+def check_imagefolder(request: DataConfig, progress: Progress | None = None) -> Path:
+    """The source's path, once its layout is checked (names only: nothing is decoded).
+
+    A zip's directory or a folder's tree is listed, so a wrong path, a zip that is not one or
+    a folder without class folders is reported before a run writes anything. ``progress`` is
+    not called: listing is quick (about a second for 60,000 files).
+    """
+    path = _root(request)
+    source = _ZipSource(path) if path.is_file() else _DirSource(path)
+    try:
+        _layout(source)
+    finally:
+        source.close()
+    return path
+
+
+@register_dataset("imagefolder", prepare=check_imagefolder)
+def load_imagefolder(request: DataConfig) -> DataBundle:
+    """Class folders of images in a folder or ``.zip`` (see the module docstring)."""
+    path = _root(request)
     arrays, entry, hit = cached_arrays(
         cache_root(request.cache_dir), "imagefolder",
         {"source": _fingerprint(path), "image_size": request.image_size},

@@ -33,6 +33,7 @@ __all__ = [
     "SoftmaxAttention",
     "WaveAttention",
     "make_attention",
+    "segment_means",
 ]
 
 
@@ -181,6 +182,16 @@ class PerformerAttention(_TokenAttention):
         return (q @ kv) / z
 
 
+def segment_means(n: int, m: int) -> torch.Tensor:
+    """The (m, n) matrix whose row i averages the tokens adaptive pooling puts in segment i:
+    ``floor(i n / m)`` up to ``ceil((i + 1) n / m)``, exclusive."""
+    rows = []
+    for i in range(m):
+        lo, hi = (i * n) // m, -(-(i + 1) * n // m)
+        rows.append([1.0 / (hi - lo) if lo <= j < hi else 0.0 for j in range(n)])
+    return torch.tensor(rows)
+
+
 class NystromAttention(_TokenAttention):
     """Nystromformer (Xiong et al.), as in the released CNV: q/k/v without bias, ``landmarks``
     segment means, an iterative Moore-Penrose pseudo-inverse and a depthwise convolution of
@@ -224,6 +235,10 @@ class NystromAttention(_TokenAttention):
         q = q * d**-0.5
 
         def pool(t: torch.Tensor) -> torch.Tensor:  # (B, h, n, d) -> (B, h, m, d)
+            if torch.jit.is_tracing():
+                # ONNX export: adaptive pooling needs an input length the exporter has lost
+                # to the dynamic reshapes above; the same means as one fixed (m, n) matmul.
+                return segment_means(n, m).to(t) @ t
             t = F.adaptive_avg_pool1d(t.transpose(-1, -2).reshape(b * h, d, n), m)
             return t.reshape(b, h, d, m).transpose(-1, -2)
 

@@ -73,7 +73,8 @@ class ChannelLayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.permute(0, 2, 3, 1)  # (B, H, W, C)
-        x = F.layer_norm(x, x.shape[-1:], self.weight, self.bias)
+        # The weight's shape, not x's: a traced (ONNX-exported) graph needs it static.
+        x = F.layer_norm(x, self.weight.shape, self.weight, self.bias)
         return x.permute(0, 3, 1, 2)
 
 

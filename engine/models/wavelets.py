@@ -25,6 +25,15 @@ convolution with four fixed 2x2 kernels, and 1.5-3x faster than pytorch_wavelets
 through the slices would be slower in backward (strided scatters) and a grouped conv would
 keep its input for backward; the transform is linear and orthonormal, so the custom backward
 is simply the inverse transform and nothing is saved, as with pytorch_wavelets.
+
+While a graph is recorded (``torch.jit.trace``, the TorchScript ONNX exporter) every
+transform takes a functional path instead: the tracer does not record writes made through
+``out=`` into views of a fresh tensor, so the fast path exports as a constant zero map (a
+traced WaveMix then differs from eager by 1e-2 in its logits), and a grouped convolution whose
+kernel is repeated per input channel has a kernel shape the exporter cannot know once the
+channel count is a traced value. The functional path does the same arithmetic in the same
+order, so it agrees with the fast path to float32 rounding (tests/test_export.py checks the
+exported models against eager ones).
 """
 
 from __future__ import annotations
@@ -100,6 +109,26 @@ def _synthesis(y: torch.Tensor) -> torch.Tensor:
     return x.view(b, c, 2 * h, 2 * w).mul_(0.5)
 
 
+def _analysis_traceable(x: torch.Tensor) -> torch.Tensor:
+    """:func:`_analysis` built from out-of-place ops only, so a tracer records every band."""
+    p, q = x[..., 0::2, 0::2], x[..., 0::2, 1::2]
+    r, s = x[..., 1::2, 0::2], x[..., 1::2, 1::2]
+    s_top, d_top, s_bot, d_bot = p + q, p - q, r + s, r - s
+    bands = (s_top + s_bot, s_top - s_bot, d_top + d_bot, d_top - d_bot)
+    return torch.stack(bands, dim=2) * 0.5  # (B, C, 4, H/2, W/2)
+
+
+def _synthesis_traceable(y: torch.Tensor) -> torch.Tensor:
+    """:func:`_synthesis` built from out-of-place ops only, so a tracer records every sample."""
+    ll, b0, b1, b2 = y.unbind(2)
+    s_top, s_bot, d_top, d_bot = ll + b0, ll - b0, b1 + b2, b1 - b2
+    top = torch.stack((s_top + d_top, s_top - d_top), dim=-1)  # (B, C, H, W, 2)
+    bottom = torch.stack((s_bot + d_bot, s_bot - d_bot), dim=-1)
+    x = torch.stack((top, bottom), dim=3)  # (B, C, H, 2, W, 2)
+    # Flattening needs no batch size, so the exported graph keeps its batch axis dynamic.
+    return x.flatten(4, 5).flatten(2, 3) * 0.5  # (B, C, 2H, 2W)
+
+
 class _HaarAnalysis(torch.autograd.Function):
     """Haar analysis whose backward is the synthesis: nothing is saved for backward."""
 
@@ -129,11 +158,15 @@ def haar_dwt(x: torch.Tensor) -> torch.Tensor:
     h, w = x.shape[-2:]
     if h % 2 or w % 2:
         x = F.pad(x, (0, w % 2, 0, h % 2))  # zeros at the end, as pytorch_wavelets
+    if torch.jit.is_tracing():  # jit.trace, or the ONNX export built on it
+        return _analysis_traceable(x)
     return _HaarAnalysis.apply(x)
 
 
 def haar_idwt(y: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`haar_dwt` for even sizes. y: (B, C, 4, H', W') -> (B, C, 2H', 2W')."""
+    if torch.jit.is_tracing():  # jit.trace, or the ONNX export built on it
+        return _synthesis_traceable(y)
     return _HaarSynthesis.apply(y)
 
 
@@ -154,6 +187,11 @@ def periodized_dwt(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     # Output i reads samples 2i + k - (L - 1 - L//2), k = 0..L-1, indices taken modulo the size.
     before, after = length - 1 - length // 2, length // 2
     x = _circular_pad(_circular_pad(x, before, after, 2), before, after, 3)
+    if torch.jit.is_tracing():  # jit.trace, or the ONNX export built on it
+        # Every channel as its own one-channel image: the kernel keeps its static (4, 1, L, L)
+        # shape. (B*C, 1, H+L-2, W+L-2) -> (B*C, 4, H/2, W/2); same sums as the grouped conv.
+        y = F.conv2d(x.flatten(0, 1).unsqueeze(1), weight.to(x.dtype), stride=2)
+        return y.view(b, c, 4, h // 2, w // 2)
     y = F.conv2d(x, weight.to(x.dtype).repeat(c, 1, 1, 1), stride=2, groups=c)
     return y.view(b, c, 4, h // 2, w // 2)
 

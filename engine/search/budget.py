@@ -1,9 +1,18 @@
-"""The budget of a search: how many trials and training epochs it may still spend.
+"""The budget of a search, counted in the study so that several drivers share it.
 
-Both limits count the whole study, earlier runs included: ``n_trials`` counts finished trials
-(those cut off by a stopped search are re-queued and do not count), ``budget_epochs`` counts
-every epoch any trial trained (one intermediate value per epoch). The search stops at
-whichever is reached first.
+Every limit counts the whole study, earlier runs and other drivers included:
+
+- ``n_trials`` counts trained trials: finished ones (COMPLETE, PRUNED, or FAIL while training)
+  and those running now. Candidates screened out before training (``trained`` False) do not
+  count; ``max_rejected`` bounds them separately. Trials cut off by a stopped or dead driver
+  (FAIL "interrupted") do not count: their parameters are queued again.
+- ``budget_epochs`` counts every epoch any trial trained (one intermediate value per epoch)
+  plus the epochs running trials may still train.
+- ``budget_minutes`` is the wall clock of one driver's run (its deadline).
+
+A driver decides whether one more trial may start from :meth:`SearchBudget.read` taken under
+the database lock, and asks Optuna for the trial under the same lock: N drivers started
+together finish exactly the budget.
 """
 
 from __future__ import annotations
@@ -12,19 +21,28 @@ import math
 from dataclasses import dataclass
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from storage import schema
 
-__all__ = ["SearchBudget", "finished_trials", "spent_epochs"]
+__all__ = ["BudgetState", "SearchBudget", "counts_as_trained", "finished_trials", "spent_epochs"]
 
-_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+def _interrupted(t: FrozenTrial) -> bool:
+    return t.user_attrs.get(schema.TRIAL_FAIL_REASON) == schema.INTERRUPTED_REASON
+
+
+def counts_as_trained(t: FrozenTrial) -> bool:
+    """True for a trial that counts towards ``n_trials`` (see the module docstring)."""
+    if t.state == TrialState.WAITING or _interrupted(t):
+        return False
+    return t.user_attrs.get(schema.TRIAL_TRAINED) is not False
 
 
 def finished_trials(study: optuna.Study) -> int:
-    """Trials that count towards ``n_trials``: finished, and not cut off by a stopped search."""
-    return sum(1 for t in study.get_trials(deepcopy=False, states=_FINISHED)
-               if t.user_attrs.get(schema.TRIAL_FAIL_REASON) != schema.INTERRUPTED_REASON)
+    """Finished trials that count towards ``n_trials``."""
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.state.is_finished() and counts_as_trained(t))
 
 
 def spent_epochs(study: optuna.Study) -> int:
@@ -32,57 +50,90 @@ def spent_epochs(study: optuna.Study) -> int:
     return sum(len(t.intermediate_values) for t in study.get_trials(deepcopy=False))
 
 
-@dataclass
-class SearchBudget:
-    """What a search may still spend; updated as trials start and train.
+@dataclass(frozen=True)
+class BudgetState:
+    """What a study has spent, read in one pass over its trials.
 
     Attributes:
-        trials_left: New trials that may start (``math.inf``: no trial limit).
-        budget_epochs: Epochs all trials together may train (None: no epoch limit).
-        spent_epochs: Epochs trained so far, earlier runs included.
-        epochs_per_trial: Epochs of one full trial.
-        finished: Trials that counted towards ``n_trials`` when the run began.
-        n_trials: The trial limit (None: none).
+        finished: Finished trials that count towards ``n_trials``.
+        running: Trials running now (any driver), screened or not.
+        spent_epochs: Epochs trained so far.
+        promised_epochs: Epochs the running trials may still train.
+        rejected: Candidates screened out before training.
     """
 
-    trials_left: float
-    budget_epochs: int | None
+    finished: int
+    running: int
     spent_epochs: int
+    promised_epochs: int
+    rejected: int
+
+
+@dataclass(frozen=True)
+class SearchBudget:
+    """The limits of a search (None: no such limit) and the rules that apply them.
+
+    Attributes:
+        n_trials: Trained trials, whole study.
+        budget_epochs: Training epochs, whole study.
+        epochs_per_trial: Epochs of one full trial.
+        max_rejected: Screened-out candidates, whole study.
+        deadline: Unix time by which this driver's trials must end (None: no time budget).
+    """
+
+    n_trials: int | None
+    budget_epochs: int | None
     epochs_per_trial: int
-    finished: int = 0
-    n_trials: int | None = None
+    max_rejected: int = 200
+    deadline: float | None = None
 
-    @classmethod
-    def of_study(cls, study: optuna.Study, *, n_trials: int | None, budget_epochs: int | None,
-                 epochs_per_trial: int) -> SearchBudget:
-        """The budget left in ``study`` for the given limits."""
-        done = finished_trials(study)
-        left = math.inf if n_trials is None else max(0, n_trials - done)
-        return cls(left, budget_epochs, spent_epochs(study), epochs_per_trial, done, n_trials)
+    def read(self, study: optuna.Study) -> BudgetState:
+        """Count what ``study`` has spent (take the database lock around it to decide)."""
+        finished = running = spent = promised = rejected = 0
+        for t in study.get_trials(deepcopy=False):
+            spent += len(t.intermediate_values)
+            if t.state == TrialState.RUNNING:
+                running += 1
+                promised += max(0, self.epochs_per_trial - len(t.intermediate_values))
+            elif t.state.is_finished():
+                if t.user_attrs.get(schema.TRIAL_TRAINED) is False:
+                    rejected += 1
+                elif counts_as_trained(t):
+                    finished += 1
+        return BudgetState(finished, running, spent, promised, rejected)
 
-    def epoch_room(self, promised: int = 0) -> float:
-        """Epochs neither trained nor ``promised`` to running trials (``inf``: no limit)."""
+    def trials_left(self, state: BudgetState) -> float:
+        """New trials that may start (``inf``: no trial limit)."""
+        if self.n_trials is None:
+            return math.inf
+        return max(0, self.n_trials - state.finished - state.running)
+
+    def epoch_room(self, state: BudgetState) -> float:
+        """Epochs neither trained nor promised to running trials (``inf``: no epoch limit)."""
         if self.budget_epochs is None:
             return math.inf
-        return self.budget_epochs - self.spent_epochs - promised
+        return self.budget_epochs - state.spent_epochs - state.promised_epochs
 
-    def trial_fits(self, promised: int = 0) -> bool:
-        """A new trial may start: trials are left and its full training still fits."""
-        return self.trials_left > 0 and self.epoch_room(promised) >= self.epochs_per_trial
+    def why_not(self, state: BudgetState) -> str | None:
+        """Why no new trial may start now (None: one may); the reason is final only when no
+        trial is running (a running trial may stop early and leave epochs)."""
+        if self.trials_left(state) <= 0:
+            return f"trial budget reached: {state.finished} of {self.n_trials} trials trained"
+        if self.epoch_room(state) < self.epochs_per_trial:
+            return (f"epoch budget reached: {state.spent_epochs} of {self.budget_epochs} epochs "
+                    "trained")
+        if state.rejected >= self.max_rejected:
+            return (f"{state.rejected} candidates were screened out (search.max_rejected = "
+                    f"{self.max_rejected}); loosen the caps or shrink the search space")
+        return None
 
-    def start_trial(self) -> None:
-        """Count one started trial against the trial limit."""
-        self.trials_left -= 1
-
-    def add_epochs(self, n: int) -> None:
-        """Count ``n`` newly trained epochs."""
-        self.spent_epochs += n
-
-    def describe(self) -> str:
+    def describe(self, state: BudgetState) -> str:
         """The state of the budget in words ("1 finished, 2 to run, 4 of 9 epochs trained")."""
-        parts = [f"{self.finished} finished"]
+        parts = [f"{state.finished} finished"]
+        if state.running:
+            parts.append(f"{state.running} running")
         if self.n_trials is not None:
-            parts.append(f"{int(self.trials_left)} to run")
+            parts.append(f"{int(self.trials_left(state))} to run")
         if self.budget_epochs is not None:
-            parts.append(f"{self.spent_epochs} of {self.budget_epochs} epochs trained")
+            parts.append(f"{state.spent_epochs} of {self.budget_epochs} epochs trained")
         return ", ".join(parts)

@@ -1,4 +1,5 @@
-"""The Ray cluster a search runs on: starting or joining it, and what one trial asks of it.
+"""The Ray cluster a search runs on: starting or joining it, the hardware plan, and what one
+trial asks of it.
 
 Trials are packed on GPUs by predicted memory through a custom resource, ``gpu_mem_mb``: a
 local GPU offers its memory automatically; cluster nodes declare theirs with
@@ -11,13 +12,73 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import ResourceError
 from engine.search.protocol import Assignment
 
-__all__ = ["GPU_MEM", "check_resources", "largest_node_offer", "start_ray", "stop_ray",
-           "trial_resources"]
+__all__ = ["GPU_MEM", "HardwarePlan", "check_resources", "cluster_gpus", "largest_node_offer",
+           "plan_hardware", "start_ray", "stop_ray", "trial_resources"]
+
+
+@dataclass(frozen=True)
+class HardwarePlan:
+    """Where trials train and what GPU share each takes.
+
+    Attributes:
+        device: ``cuda`` or ``cpu``.
+        gpus_per_trial: A fixed number of GPUs per trial, or None for a share sized by the
+            trial's predicted memory (``resources.gpus: auto``).
+        memory_per_device_mb: The smallest GPU's memory (sizes the shares); None on CPU.
+        note: One line for the user saying what was chosen and why.
+    """
+
+    device: str
+    gpus_per_trial: float | None
+    memory_per_device_mb: float | None
+    note: str
+
+    def gpu_share(self, predicted_mb: float) -> float:
+        """The GPUs a trial asks Ray for: its fixed count, or its memory's share of a device
+        (at least 1%, at most one device)."""
+        if self.device != "cuda":
+            return 0.0
+        if self.gpus_per_trial is not None:
+            return self.gpus_per_trial
+        share = predicted_mb / (self.memory_per_device_mb or predicted_mb or 1.0)
+        return min(1.0, max(0.01, math.ceil(share * 100) / 100))
+
+
+def plan_hardware(gpus: float | str, *, devices: float,
+                  memory_per_device_mb: float | None) -> HardwarePlan:
+    """Resolve ``resources.gpus`` against the GPUs the cluster has.
+
+    Args:
+        gpus: The spec's ``resources.gpus``: ``"auto"`` or GPUs per trial.
+        devices: GPUs in the cluster (Ray's ``GPU`` resource).
+        memory_per_device_mb: Memory of the smallest GPU, MiB (None if unknown).
+
+    Raises:
+        ResourceError: a fixed GPU count the cluster cannot give.
+    """
+    if gpus == "auto":
+        if devices <= 0:
+            return HardwarePlan("cpu", None, None, "no GPU found: trials train on the CPU "
+                                "(resources.gpus: auto)")
+        mem = f"{memory_per_device_mb:.0f} MB" if memory_per_device_mb else "unknown memory"
+        return HardwarePlan("cuda", None, memory_per_device_mb,
+                            f"{devices:g} GPU(s) of {mem}: each trial takes a share sized by its "
+                            "predicted memory and trains on CUDA with mixed precision")
+    gpus = float(gpus)
+    if gpus > devices:
+        raise ResourceError(
+            f"resources.gpus = {gpus} per trial, but the Ray cluster has {devices:g} GPUs, so "
+            "the trial would wait forever; set resources.gpus: auto (or 0), or add a GPU node")
+    if gpus == 0:
+        return HardwarePlan("cpu", 0.0, None, "trials train on the CPU (resources.gpus: 0)")
+    return HardwarePlan("cuda", gpus, memory_per_device_mb,
+                        f"each trial takes {gpus:g} GPU(s) (resources.gpus)")
 
 GPU_MEM = "gpu_mem_mb"  # custom Ray resource: MiB of GPU memory a node offers / a trial needs
 
@@ -73,24 +134,38 @@ def largest_node_offer() -> float | None:
     return max(offers) if offers else None
 
 
-def trial_resources(cpus: float, gpus: float) -> dict[str, float] | Callable[[dict], dict]:
-    """Per-trial Ray resources; where the cluster offers gpu_mem_mb, the predicted memory too."""
+def cluster_gpus() -> tuple[float, float | None]:
+    """(GPUs in the cluster, memory of the smallest GPU in MiB or None) from Ray's resources:
+    a node's ``gpu_mem_mb`` divided by its ``GPU`` count."""
     import ray
 
-    base = {"cpu": cpus, "gpu": gpus}
-    if GPU_MEM not in ray.cluster_resources():
-        return base
+    per_device = [n["Resources"][GPU_MEM] / n["Resources"]["GPU"] for n in ray.nodes()
+                  if n.get("Alive") and n["Resources"].get("GPU") and n["Resources"].get(GPU_MEM)]
+    return ray.cluster_resources().get("GPU", 0.0), (min(per_device) if per_device else None)
+
+
+def trial_resources(cpus: float, plan: HardwarePlan) -> dict[str, float] | Callable[[dict], dict]:
+    """Per-trial Ray resources: CPUs, the plan's GPU share, and where the cluster offers
+    gpu_mem_mb, the predicted memory (so trials sharing a GPU fit it together)."""
+    import ray
+
+    packs = GPU_MEM in ray.cluster_resources()
+    if plan.device != "cuda" and not packs:
+        return {"cpu": cpus, "gpu": 0.0}
 
     def per_trial(config: dict[str, Any]) -> dict[str, float]:
-        # Rounded up: Ray wants whole quantities, and a rounding must never over-pack a GPU.
-        need = max(1, math.ceil(Assignment.from_tune(config).prediction.peak_memory_mb))
-        return {**base, GPU_MEM: need}
+        predicted = Assignment.from_tune(config).prediction.peak_memory_mb
+        out = {"cpu": cpus, "gpu": plan.gpu_share(predicted)}
+        if packs:
+            # Rounded up: Ray wants whole quantities, and a rounding must never over-pack.
+            out[GPU_MEM] = max(1, math.ceil(predicted))
+        return out
 
     return per_trial
 
 
-def check_resources(cpus: float, gpus: float) -> None:
-    """Refuse per-trial requests that no node can ever satisfy.
+def check_resources(cpus: float) -> None:
+    """Refuse a per-trial CPU request that no node can ever satisfy (GPUs: plan_hardware).
 
     Raises:
         ResourceError: naming the setting, what the cluster has, and the fix.
@@ -98,10 +173,6 @@ def check_resources(cpus: float, gpus: float) -> None:
     import ray
 
     have = ray.cluster_resources()
-    if gpus > have.get("GPU", 0.0):
-        raise ResourceError(
-            f"resources.gpus = {gpus} per trial, but the Ray cluster has {have.get('GPU', 0.0):g} "
-            "GPUs, so the trial would wait forever; set resources.gpus: 0 or add a GPU node")
     if cpus > have.get("CPU", 0.0):
         raise ResourceError(
             f"resources.cpus = {cpus} per trial, but the Ray cluster has {have.get('CPU', 0.0):g} "

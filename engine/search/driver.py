@@ -7,6 +7,7 @@ and the memory estimator, run the trials, sweep what the run left open.
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import tempfile
 import time
@@ -15,11 +16,13 @@ from dataclasses import dataclass
 
 import optuna
 
-from engine.data import DataBundle, load_data
+from engine.data import DataBundle, load_data, prepare_data
+from engine.errors import ConfigError
 from engine.search.budget import SearchBudget, finished_trials
 from engine.search.study import prepare_study
 from engine.spec import SearchSpec
-from storage import normalize_url, open_storage, pareto_numbers, redact
+from storage import check_search_storage, pareto_numbers, prepare_database, redact
+from storage.locks import database_lock
 
 __all__ = ["SearchOutcome", "run_search"]
 
@@ -40,28 +43,48 @@ def run_search(spec: SearchSpec, *, storage_url: str | None = None, n_trials: in
                progress: Callable[[str], None] = print) -> SearchOutcome:
     """Run (or resume) the search a spec describes.
 
+    Several drivers may run on one study at once (on one machine or several): the budget is
+    counted in the study, and each driver leaves the others' trials alone.
+
     Args:
         spec: A validated spec (see :func:`engine.load_spec`).
         storage_url: Overrides ``study.storage``.
-        n_trials: Overrides ``search.n_trials`` (the total, counting finished trials).
-            ``search.budget_epochs`` likewise counts the epochs of earlier runs.
+        n_trials: Overrides ``search.n_trials`` (the total of trained trials in the study).
+            ``search.budget_epochs`` likewise counts the epochs of earlier runs; the time
+            budget ``search.budget_minutes`` is this run's wall clock.
         ray_address: Join an existing Ray cluster instead of starting one.
-        progress: Receives one line per event (trial started, epoch, outcome).
+        progress: Receives one line per event (trial started, epoch, outcome, estimates).
+
+    Raises:
+        ConfigError: ``n_trials`` below 1.
+        StorageError: the storage cannot hold a search, or holds a different one.
     """
     t0 = time.perf_counter()
+    started_at = time.time()
+    if n_trials is not None and n_trials < 1:
+        raise ConfigError(f"--n-trials must be at least 1 (got {n_trials}); leave it out to use "
+                          "search.n_trials")
     # load
-    url = normalize_url(storage_url or spec.study.storage)  # absolute: workers run elsewhere
-    open_storage(url)  # fail fast on a bad URL, before data or Ray
+    url = check_search_storage(storage_url or spec.study.storage)  # absolute: workers run elsewhere
+    # Download or check the data before anything is written: a missing or unreachable data
+    # set stops the run with no database created.
+    prepare_data(spec.data, progress)
+    prepare_database(url)  # every table, once, before Ray
     data = load_data(spec.data)
     progress(f"data: {spec.data.dataset} train={len(data.train_y)} val={len(data.val_y)} "
              f"{data.in_channels}x{data.image_size}x{data.image_size}, {data.num_classes} classes")
     # prepare
-    study = prepare_study(spec, url, data)
-    budget = SearchBudget.of_study(study, n_trials=n_trials or spec.search.n_trials,
-                                   budget_epochs=spec.search.budget_epochs,
-                                   epochs_per_trial=spec.train.epochs)
-    progress(f"study {spec.study.name!r} in {redact(url)}: {budget.describe()}")
-    if not budget.trial_fits():
+    study = prepare_study(spec, url, data, n_trials=n_trials)
+    s = spec.search
+    minutes = s.budget_minutes
+    budget = SearchBudget(n_trials=n_trials if n_trials is not None else s.n_trials,
+                          budget_epochs=s.budget_epochs, epochs_per_trial=spec.train.epochs,
+                          max_rejected=s.max_rejected,
+                          deadline=None if minutes is None else started_at + 60 * minutes)
+    state = budget.read(study)
+    progress(f"study {spec.study.name!r} in {redact(url)}: {budget.describe(state)}"
+             + (f"; time budget {minutes:g} min" if minutes is not None else ""))
+    if budget.why_not(state) is not None and state.running == 0:
         return SearchOutcome(spec.study.name, url, 0, time.perf_counter() - t0, _pareto(study))
     # start, run, sweep
     n_new = _run_trials(spec, url, data, study, budget, ray_address, progress)
@@ -79,36 +102,46 @@ def _run_trials(spec: SearchSpec, url: str, data: DataBundle, study: optuna.Stud
     from engine.memory import MemoryPredictor
     from engine.search import cluster
     from engine.search.bridge import ErrorRecorder, OptunaBridge
+    from engine.search.liveness import DriverHeartbeat
     from engine.search.protocol import METRIC, SearchContext
     from engine.search.sampling import make_scheduler
     from engine.search.screen import CandidateScreen
     from engine.search.space import SearchSpace
     from engine.search.worker import run_trial
 
-    finished_before = budget.finished
+    finished_before = finished_trials(study)
     r = spec.resources
     started = cluster.start_ray(ray_address,
                                 object_store_bytes=4 * (data.train_x.nbytes + data.val_x.nbytes))
     run_dir = tempfile.mkdtemp(prefix="wavesearch-tune-")
     stack = contextlib.ExitStack()
+    heartbeat = None
     try:
-        cluster.check_resources(r.cpus, r.gpus)
+        devices, per_device_mb = cluster.cluster_gpus()
+        plan = cluster.plan_hardware(r.gpus, devices=devices, memory_per_device_mb=per_device_mb)
+        progress(plan.note)
+        cluster.check_resources(r.cpus)
         predictor = stack.enter_context(MemoryPredictor())
         screen = CandidateScreen(data, spec.constraints, predictor=predictor,
-                                 node_mem_mb=cluster.largest_node_offer())
+                                 node_mem_mb=cluster.largest_node_offer(), device=plan.device)
         bridge = OptunaBridge(study, SearchSpace(spec), spec.objective_names, budget=budget,
-                              progress=progress, screen=screen)
+                              progress=progress, screen=screen,
+                              lock=functools.partial(database_lock, url),
+                              max_concurrent=spec.search.max_concurrent)
+        heartbeat = DriverHeartbeat(study, running_trials=bridge.running_trial_ids,
+                                    status=lambda: {"eta_s": bridge.eta_s(),
+                                                    "deadline": budget.deadline})
+        bridge.driver_id = heartbeat.id
+        heartbeat.start()
         ctx = SearchContext(storage_url=url, study_name=spec.study.name, caps=spec.constraints,
-                            cpus=r.cpus, gpus=r.gpus)
+                            cpus=r.cpus, device=plan.device, deadline=budget.deadline)
         trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, ctx=ctx),
-                                        cluster.trial_resources(r.cpus, r.gpus))
-        left = budget.trials_left
+                                        cluster.trial_resources(r.cpus, plan))
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=ConcurrencyLimiter(bridge, max_concurrent=spec.search.max_concurrent),
-                scheduler=make_scheduler(spec), num_samples=-1 if left == float("inf") else int(left),
-                metric=METRIC, mode="max"),
+                scheduler=make_scheduler(spec), num_samples=-1, metric=METRIC, mode="max"),
             run_config=tune.RunConfig(name="wavesearch", storage_path=run_dir, verbose=0,
                                       callbacks=[ErrorRecorder(bridge)],
                                       failure_config=tune.FailureConfig(max_failures=0)),
@@ -116,6 +149,8 @@ def _run_trials(spec: SearchSpec, url: str, data: DataBundle, study: optuna.Stud
         tuner.fit()  # returns early (no exception) when Tune is interrupted by SIGINT
         bridge.sweep()
     finally:
+        if heartbeat is not None:
+            heartbeat.stop("finished" if bridge.finished else "stopped")
         stack.close()  # stops the estimator subprocess
         cluster.stop_ray(started)
         shutil.rmtree(run_dir, ignore_errors=True)

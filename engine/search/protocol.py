@@ -8,9 +8,10 @@ use:
 - driver -> worker: an :class:`Assignment` (the Optuna trial, the :class:`TrialConfig`, and the
   driver's :class:`Prediction` of its size and memory), as :meth:`Assignment.to_tune`;
 - worker -> driver: a :class:`Report` after every epoch and one at the end, whose ``outcome``
-  is None while training, then :class:`Complete`, :class:`Failed` or :class:`Infeasible`. A
-  trial that Tune stops early (a scheduler's decision) never reports an outcome; the bridge
-  records it as :class:`Pruned`.
+  is None while training, then :class:`Complete`, :class:`Failed`, :class:`Infeasible`, or
+  :class:`Pruned` when the worker stops itself (the time budget). A trial that Tune stops
+  early (a scheduler's decision) never reports an outcome; the bridge records it as
+  :class:`Pruned`.
 
 On the wire a report is the two keys Tune's schedulers read (``epoch``, ``val_accuracy``)
 plus the whole message as one JSON string, so nothing is lost to Tune's flattening.
@@ -70,13 +71,24 @@ class TrialConfig:
 
 @dataclass(frozen=True)
 class SearchContext:
-    """What every trial of a search shares (sent once through Ray's object store)."""
+    """What every trial of a search shares (sent once through Ray's object store).
+
+    Attributes:
+        storage_url: The study's database.
+        study_name: The study.
+        caps: The per-trial caps.
+        cpus: CPU threads a trial uses.
+        device: ``cuda`` or ``cpu``: where trials train (see engine.search.cluster).
+        deadline: Unix time by which a trial must end (None: no time budget); a trial stops
+            itself before an epoch it could not finish by then.
+    """
 
     storage_url: str
     study_name: str
     caps: CapsConfig = CapsConfig()
     cpus: float = 1.0
-    gpus: float = 0.0
+    device: str = "cpu"
+    deadline: float | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +131,7 @@ class RunInfo:
     device: str
     host: str
     started_at: float  # Unix time the worker began (Optuna's datetime_start is the ask)
+    node: str = ""  # the Ray node id (several nodes may share a host)
 
 
 @dataclass(frozen=True)
@@ -146,7 +159,7 @@ class Complete:
 
 @dataclass(frozen=True)
 class Pruned:
-    """A scheduler stopped the trial before its budget (decided by the driver side)."""
+    """The trial stopped before its budget: a scheduler's decision, or the time budget."""
 
     reason: str
 
@@ -170,7 +183,8 @@ class Infeasible:
 
 
 Outcome = Complete | Pruned | Failed | Infeasible
-_OUTCOMES: dict[str, type] = {"complete": Complete, "failed": Failed, "infeasible": Infeasible}
+_OUTCOMES: dict[str, type] = {"complete": Complete, "failed": Failed, "infeasible": Infeasible,
+                              "pruned": Pruned}
 
 
 @dataclass(frozen=True)
@@ -193,7 +207,7 @@ class Report:
     phase: str | None = None
     train_loss: float | None = None
     epoch_s: float | None = None
-    outcome: Complete | Failed | Infeasible | None = field(default=None)
+    outcome: Outcome | None = field(default=None)
 
     @property
     def has_epoch(self) -> bool:

@@ -17,6 +17,7 @@ from engine.caps import CapsConfig
 from engine.data import DataBundle
 from engine.errors import ConfigError, MemoryEstimateError
 from engine.search.protocol import Failed, Infeasible, Prediction, TrialConfig
+from engine.train.optim import resolve_amp
 
 __all__ = ["CandidateScreen", "Screening"]
 
@@ -38,10 +39,13 @@ class CandidateScreen:
         predictor: A :class:`~engine.memory.MemoryPredictor`, or None to skip memory prediction.
         node_mem_mb: The most GPU memory one node of the cluster offers (its gpu_mem_mb Ray
             resource); a candidate needing more could never be placed and would wait forever.
+        device: Where trials train (``cuda`` or ``cpu``): the prediction models that run's
+            precision (mixed precision on CUDA, float32 on the CPU).
     """
 
     def __init__(self, data: DataBundle, caps: CapsConfig, *, predictor=None,
-                 node_mem_mb: float | None = None):
+                 node_mem_mb: float | None = None, device: str = "cpu"):
+        self.device = device
         self.dims = {"in_channels": data.in_channels, "image_size": data.image_size,
                      "num_classes": data.num_classes}
         self.caps = caps
@@ -64,8 +68,10 @@ class CandidateScreen:
         peak = 0.0
         if self.predictor is not None:
             try:
+                # bf16 and fp16 take the same memory: the GPU's choice does not matter here.
+                amp = resolve_amp(cfg.train.amp, self.device, bf16_supported=True)
                 peak = self.predictor.predict(cfg.family, cfg.model, batch_size=cfg.train.batch_size,
-                                              optimizer=cfg.train.optimizer, amp=cfg.train.amp,
+                                              optimizer=cfg.train.optimizer, amp=amp,
                                               **self.dims).peak_mb
             except (ConfigError, MemoryEstimateError) as e:
                 return Screening(rejection=Failed(f"memory prediction failed: {e}"))

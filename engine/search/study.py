@@ -2,26 +2,49 @@
 
 from __future__ import annotations
 
+import warnings
+
 import optuna
-from optuna.trial import TrialState
 
 from engine.data import DataBundle
 from engine.errors import StorageError
+from engine.search.liveness import fail_orphans
 from engine.search.sampling import make_sampler
 from engine.spec import SearchSpec, spec_hash
 from storage import load_study, open_storage, redact, schema
+from storage.locks import database_lock
 
 __all__ = ["prepare_study"]
 
 
-def prepare_study(spec: SearchSpec, url: str, data: DataBundle) -> optuna.Study:
+def prepare_study(spec: SearchSpec, url: str, data: DataBundle, *,
+                  n_trials: int | None = None) -> optuna.Study:
     """Create the study, or reopen it for a resume after checking it is the same search.
 
-    Trials a crash left RUNNING are failed and their parameters re-queued.
+    Creation happens under the database lock, so drivers started together never race.
+    Trials whose driver is certainly dead are failed as interrupted and their parameters
+    re-queued (see engine.search.liveness); trials of live drivers are left alone.
+
+    Args:
+        spec: The validated spec.
+        url: The study's storage URL.
+        data: The loaded data (its shape is recorded on a new study).
+        n_trials: The trial budget if the command overrides the spec's.
 
     Raises:
         StorageError: the study exists but was begun with a different search space.
     """
+    with database_lock(url):
+        study = _create_or_open(spec, url, data)
+    study.set_user_attr(schema.STUDY_BUDGET, {
+        "n_trials": n_trials if n_trials is not None else spec.search.n_trials,
+        "budget_epochs": spec.search.budget_epochs,
+        "budget_minutes": spec.search.budget_minutes, "epochs_per_trial": spec.train.epochs})
+    fail_orphans(study)
+    return study
+
+
+def _create_or_open(spec: SearchSpec, url: str, data: DataBundle) -> optuna.Study:
     storage = open_storage(url)
     name = spec.study.name
     h = spec_hash(spec)
@@ -47,9 +70,9 @@ def prepare_study(spec: SearchSpec, url: str, data: DataBundle) -> optuna.Study:
             "dataset": spec.data.dataset, "in_channels": data.in_channels,
             "image_size": data.image_size, "num_classes": data.num_classes,
             "classes": list(data.classes), "mean": list(data.mean), "std": list(data.std)})
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-        if t.state == TrialState.RUNNING:
-            storage.set_trial_user_attr(t._trial_id, schema.TRIAL_FAIL_REASON, schema.INTERRUPTED_REASON)
-            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            study.enqueue_trial(t.params, skip_if_exists=False)
+        # Named objectives: optuna-dashboard and optuna.visualization label axes with them
+        # ("experimental" in Optuna 5, stable since 3.2).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(spec.objective_names)
     return study

@@ -26,6 +26,7 @@ from engine.search.protocol import (
     Failed,
     FinalMetrics,
     Infeasible,
+    Pruned,
     Report,
     RunInfo,
     SearchContext,
@@ -69,11 +70,12 @@ def run_trial(config: dict[str, Any], data: DataBundle, ctx: SearchContext) -> N
     t0 = time.perf_counter()
     job = Assignment.from_tune(config)
     cfg = job.config
-    use_cuda = ctx.gpus > 0 and torch.cuda.is_available()
+    use_cuda = ctx.device == "cuda" and torch.cuda.is_available()
     device = "cuda" if use_cuda else "cpu"
     torch.set_num_threads(max(1, int(ctx.cpus)))
     torch.manual_seed(cfg.train.seed)  # the same config rebuilds the same initial weights
-    run = RunInfo(device=device, host=platform.node(), started_at=time.time())
+    run = RunInfo(device=device, host=platform.node(), started_at=time.time(),
+                  node=_ray_node_id())
     last = Report(epoch=0, val_accuracy=float("nan"), run=run)
 
     def finish(outcome) -> None:
@@ -95,10 +97,16 @@ def run_trial(config: dict[str, Any], data: DataBundle, ctx: SearchContext) -> N
                           train_loss=r.train_loss, epoch_s=r.seconds)
             if r.epoch < cfg.train.epochs:  # the last epoch is reported with its outcome
                 tune.report(last.to_tune())
+                if ctx.deadline is not None and time.time() + r.seconds > ctx.deadline:
+                    raise _OutOfTime(f"cut at the time budget after epoch {r.epoch} of "
+                                     f"{cfg.train.epochs}: the next epoch would end after the "
+                                     "deadline")
 
         result = train_model(model, data, cfg.train, device=device, on_epoch=on_epoch)
         finish(Complete(_final_metrics(ctx, job, model, result, use_cuda, t0,
                                        (data.in_channels, data.image_size))))
+    except _OutOfTime as e:
+        finish(Pruned(str(e)))
     except TrialFailure as e:
         finish(Failed(str(e)))
     except torch.OutOfMemoryError as e:
@@ -119,6 +127,19 @@ def run_trial(config: dict[str, Any], data: DataBundle, ctx: SearchContext) -> N
         where = traceback.extract_tb(e.__traceback__)[-1]
         finish(Failed(f"{type(e).__name__}: {e} (at {os.path.basename(where.filename)}:"
                       f"{where.lineno})"))
+
+
+def _ray_node_id() -> str:
+    import ray
+
+    try:
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # outside Ray (a test calling run_trial directly): no node
+        return ""
+
+
+class _OutOfTime(Exception):
+    """Raised from the epoch callback to end training at the time budget."""
 
 
 def _enforce_cap(ctx: SearchContext) -> None:

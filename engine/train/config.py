@@ -36,8 +36,8 @@ class TrainConfig(Config):
         lr_schedule: ``cosine``: within each optimiser phase the rate falls from its start
             value to 0; ``constant``: no schedule (the paper's recipe).
         augment: Batch-wise augmentation of the training images.
-        amp: Mixed precision on CUDA (``bf16``, or ``fp16`` with loss scaling); CPU runs stay
-            in float32.
+        amp: Mixed precision on CUDA: ``auto`` (bf16 where the device supports it, else fp16
+            with loss scaling), ``bf16``, ``fp16`` or ``none``; CPU runs stay in float32.
         channels_last: NHWC memory layout, often faster for convolutions on GPUs.
         seed: Seeds the initial weights, the batch order and the augmentation draws.
     """
@@ -56,7 +56,7 @@ class TrainConfig(Config):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     lr_schedule: Literal["constant", "cosine"] = "constant"
     augment: AugmentConfig = AugmentConfig()
-    amp: Literal["none", "bf16", "fp16"] = "none"
+    amp: Literal["auto", "none", "bf16", "fp16"] = "auto"
     channels_last: bool = False
     seed: int = 0
 

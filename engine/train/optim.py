@@ -15,7 +15,7 @@ from engine.errors import ConfigError
 from engine.train.config import TrainConfig
 
 __all__ = ["AMP_DTYPES", "OPTIMIZERS", "amp_dtype", "build_optimizer", "needs_grad_scaler",
-           "phases_of"]
+           "phases_of", "resolve_amp"]
 
 OPTIMIZERS = ("adamw", "sgd", "dualopt")
 AMP_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16,
@@ -48,11 +48,32 @@ def build_optimizer(phase: str, params: Iterable[torch.nn.Parameter], cfg: Train
     raise ConfigError(f"optimizer phase must be 'adamw' or 'sgd' (got {phase!r})")
 
 
+def resolve_amp(amp: str | None, device_type: str, *, bf16_supported: bool | None = None) -> str:
+    """The precision a run uses on ``device_type``: mixed precision is a CUDA feature here
+    (CPU autocast is slower than float32 for these models), and ``auto`` picks bf16 where the
+    GPU supports it (float32's range, no loss scaling), else fp16.
+
+    Args:
+        amp: The configured setting (``auto``, ``none``, ``bf16``, ``fp16``; None = ``none``).
+        device_type: ``cuda`` or ``cpu``.
+        bf16_supported: Whether the GPU supports bf16 (None: ask torch).
+    """
+    amp = "none" if amp is None else amp
+    if device_type != "cuda" or amp == "none":
+        return "none"
+    if amp != "auto":
+        return amp
+    if bf16_supported is None:
+        bf16_supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return "bf16" if bf16_supported else "fp16"
+
+
 def amp_dtype(amp: str | None) -> torch.dtype | None:
     """The autocast dtype of an ``amp`` setting (None: no autocast)."""
     key = "none" if amp is None else amp
     if key not in AMP_DTYPES:
-        raise ConfigError(f"amp must be None, 'none', 'bf16' or 'fp16' (got {amp!r})")
+        raise ConfigError(f"amp must be None, 'none', 'bf16' or 'fp16' (got {amp!r}); resolve "
+                          "'auto' for a device with resolve_amp first")
     return AMP_DTYPES[key]
 
 

@@ -23,9 +23,9 @@ import torch.nn.functional as F
 
 from engine.data import DataBundle
 from engine.data.augment import BatchAugment
-from engine.errors import TrialFailure
+from engine.errors import ConfigError, TrialFailure
 from engine.train.config import TrainConfig
-from engine.train.optim import amp_dtype, build_optimizer, needs_grad_scaler
+from engine.train.optim import amp_dtype, build_optimizer, needs_grad_scaler, resolve_amp
 
 __all__ = ["DeviceData", "EpochReport", "TrainResult", "evaluate", "train_model"]
 
@@ -77,11 +77,9 @@ class DeviceData:
 
 
 def _amp(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """Autocast dtype and whether a GradScaler is needed. Mixed precision is a CUDA feature
-    here: on CPU the run stays in float32 (CPU autocast is slower than fp32 for these models)."""
-    if device.type != "cuda":
-        return None, False
-    return amp_dtype(cfg.amp), needs_grad_scaler(cfg.amp)
+    """Autocast dtype and whether a GradScaler is needed (see ``resolve_amp``)."""
+    amp = resolve_amp(cfg.amp, device.type)
+    return amp_dtype(amp), needs_grad_scaler(amp)
 
 
 @torch.no_grad()
@@ -142,7 +140,9 @@ def train_model(model: nn.Module, data: DataBundle, cfg: TrainConfig, *,
 
     Args:
         model: Any classifier mapping (B, C, H, W) to (B, classes) logits.
-        data: Train and validation splits (the test split is not touched).
+        data: Train and validation splits (the test split is not touched). An empty
+            validation split trains without one (a final model on train+val): every epoch
+            then reports ``val_accuracy`` NaN.
         cfg: Epochs, batch size, optimiser schedule, learning rates, precision.
         device: Where the data and model live while training.
         on_epoch: Called after every epoch; may raise to stop training (e.g. a scheduler).
@@ -151,7 +151,11 @@ def train_model(model: nn.Module, data: DataBundle, cfg: TrainConfig, *,
 
     Raises:
         TrialFailure: the loss became NaN or infinite ("non-finite loss at epoch k").
+        ConfigError: DualOpT's plateau rule (``switch_patience``) without a validation split.
     """
+    if len(data.val_y) == 0 and cfg.optimizer == "dualopt" and cfg.switch_patience is not None:
+        raise ConfigError(f"train.switch_patience = {cfg.switch_patience} needs a validation "
+                          "split to watch; set switch_patience: null and a fixed switch_epoch")
     device = torch.device(device)
     if augment is None and not cfg.augment.is_identity:
         augment = BatchAugment(cfg.augment)
@@ -205,7 +209,7 @@ def train_model(model: nn.Module, data: DataBundle, cfg: TrainConfig, *,
             total += loss_value * idx.numel()
             count += idx.numel()
         train_s = time.perf_counter() - t0
-        acc = evaluate(model, val, amp_dtype=amp_dtype)
+        acc = evaluate(model, val, amp_dtype=amp_dtype) if len(val) else math.nan
         result.curve.append(acc)
         result.epochs_run = epoch
         result.val_accuracy = acc

@@ -1,0 +1,320 @@
+"""The checkpoint file: weights as safetensors, plus the JSON document that rebuilds them.
+
+Format ``wavesearch.checkpoint/2`` is one ``.safetensors`` file. Its tensors are the model's
+state dict; its metadata holds, under the key ``wavesearch``, one JSON document:
+
+==================  ==========================================================================
+``format``          ``wavesearch.checkpoint/2``
+``family``          the registered model family
+``model_config``    the family's keyword arguments, data fields included (in_channels, ...)
+``train``           the TrainConfig the weights were trained with (as JSON)
+``spec_hash``       the hash of the spec that began the study
+``study``           the study the architecture comes from, and ``trial_number``, its trial
+``provenance``      ``search`` (the trial's own weights) or ``retrain`` (trained again)
+``retrain``         how a retrained model was trained (epochs, switch epoch, images), or null
+``metrics``         val/test accuracy, parameter count, peak memory, ...
+``data``            dataset, classes, mean, std (the normalisation the model expects), size
+``probe_logits``    the trained model's logits on :func:`probe_input`, (2, num_classes)
+``versions``        Python and library versions that wrote the file
+``created_at``      Unix time the file was written
+==================  ==========================================================================
+
+Reading never unpickles: safetensors holds only tensors, and the legacy format 1 (a
+``torch.save`` dict) is read with ``weights_only=True``. The format is recognised by the
+file's first bytes, never by its name. A loaded model must reproduce ``probe_logits``, which
+proves that the file rebuilds exactly the model that was trained.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from engine.errors import CheckpointError, WaveSearchError
+
+__all__ = [
+    "FORMAT",
+    "LEGACY_FORMAT",
+    "PROBE_ATOL",
+    "Checkpoint",
+    "checkpoint_bytes",
+    "load_checkpoint",
+    "load_model",
+    "new_meta",
+    "parse_checkpoint",
+    "probe_input",
+    "probe_logits",
+    "read_checkpoint",
+    "rebuild",
+    "versions",
+]
+
+FORMAT = "wavesearch.checkpoint/2"
+LEGACY_FORMAT = "wavesearch.checkpoint/1"  # torch.save dict; read, never written
+META_KEY = "wavesearch"  # the safetensors metadata key of the JSON document
+PROBE_SEED = 20221  # fixed: the probe input is rebuilt from this seed, never stored
+PROBE_ATOL = 1e-4  # float32 rounding across processes and thread counts stays far below this
+_REQUIRED = {"family": str, "model_config": dict}
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default container
+_PICKLE_MAGIC = 0x80  # torch.save(..., _use_new_zipfile_serialization=False)
+
+
+def probe_input(in_channels: int, image_size: int) -> torch.Tensor:
+    """The fixed input (2, C, H, W) on which a checkpoint records its model's logits."""
+    g = torch.Generator().manual_seed(PROBE_SEED)
+    return torch.randn(2, in_channels, image_size, image_size, generator=g)
+
+
+@torch.no_grad()
+def probe_logits(model: nn.Module, in_channels: int, image_size: int) -> list[list[float]]:
+    """Logits of ``model`` (put in eval mode) on the probe input, computed on the CPU in float32
+    as :func:`load_model` will rebuild it. The model is left on its device."""
+    device = next(iter(model.parameters())).device
+    out = model.eval()(probe_input(in_channels, image_size).to(device))
+    return out.float().cpu().tolist()
+
+
+def versions() -> dict[str, str]:
+    """Python and library versions, recorded in every checkpoint."""
+    out = {"python": platform.python_version()}
+    for dist in ("torch", "wavesearch", "optuna", "safetensors", "pytorch_wavelets", "ray"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Checkpoint(Mapping[str, Any]):
+    """A model's weights and the JSON document that rebuilds and describes it.
+
+    It reads like its document (``ckpt["metrics"]``, ``ckpt["family"]``; see the module
+    docstring for the keys); ``state_dict`` holds the tensors (on the CPU).
+    """
+
+    meta: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.meta[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.meta)
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+
+def checkpoint_bytes(ckpt: Checkpoint) -> bytes:
+    """The ``.safetensors`` bytes of a checkpoint (what the app offers as a download)."""
+    from safetensors.torch import save
+
+    # clone(): safetensors refuses tensors that share memory (tied weights, views).
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in ckpt.state_dict.items()}
+    doc = {**ckpt.meta, "format": FORMAT}
+    return save(tensors, metadata={META_KEY: json.dumps(doc), "format": FORMAT})
+
+
+# -- reading --------------------------------------------------------------------------------
+def _read_safetensors(data: bytes, where: str) -> Checkpoint:
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    size = int.from_bytes(data[:8], "little")
+    try:
+        header = json.loads(data[8:8 + size])
+    except ValueError:
+        raise CheckpointError(f"{where} is damaged: its safetensors header is not JSON; "
+                              "export the checkpoint again") from None
+    doc = (header.get("__metadata__") or {}).get(META_KEY)
+    if doc is None:
+        raise CheckpointError(f"{where} is a safetensors file without WaveSearch metadata (bare "
+                              "weights cannot rebuild a model); write it with engine export")
+    try:
+        meta = json.loads(doc)
+        tensors = load(data)
+    except (ValueError, SafetensorError) as e:
+        raise CheckpointError(f"{where} is damaged ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:160]}); export the checkpoint "
+                              "again") from None
+    return Checkpoint(meta if isinstance(meta, dict) else {}, tensors)
+
+
+def _read_legacy(data: bytes, where: str) -> Checkpoint:
+    try:
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:  # weights_only refuses anything but tensors and plain data
+        raise CheckpointError(f"{where} is not a WaveSearch checkpoint ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:160]})") from None
+    if not isinstance(obj, dict) or obj.get("format") != LEGACY_FORMAT:
+        got = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
+        raise CheckpointError(f"{where} is not a WaveSearch checkpoint (format {got!r}, "
+                              f"expected {FORMAT!r} or {LEGACY_FORMAT!r})")
+    state = obj.get("state_dict")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{where} is damaged: it has no state_dict; export it again")
+    return Checkpoint({k: v for k, v in obj.items() if k != "state_dict"}, state)
+
+
+def parse_checkpoint(data: bytes, where: str = "checkpoint") -> Checkpoint:
+    """Read checkpoint bytes of either format (told apart by their first bytes).
+
+    Args:
+        data: The file's bytes.
+        where: How to name the source in errors (normally its path).
+
+    Raises:
+        CheckpointError: empty, not a checkpoint, damaged, or metadata missing a key.
+    """
+    if not data:
+        raise CheckpointError(f"{where} is empty (0 bytes); export the checkpoint again")
+    # safetensors first: its header length is little-endian, so byte 0 can be 0x80 too.
+    if len(data) > 8 and data[8:9] == b"{" and 8 + int.from_bytes(data[:8], "little") <= len(data):
+        ckpt = _read_safetensors(data, where)
+    elif data[:4] == _ZIP_MAGIC or data[0] == _PICKLE_MAGIC:
+        ckpt = _read_legacy(data, where)
+    else:
+        raise CheckpointError(f"{where} is not a WaveSearch checkpoint (neither safetensors nor "
+                              "a torch checkpoint); write one with engine export")
+    fmt = ckpt.meta.get("format")
+    if fmt not in (FORMAT, LEGACY_FORMAT):
+        raise CheckpointError(f"{where} is not a WaveSearch checkpoint (format {fmt!r}, "
+                              f"expected {FORMAT!r})")
+    for key, kind in _REQUIRED.items():
+        if not isinstance(ckpt.meta.get(key), kind):
+            raise CheckpointError(f"{where} is damaged: its metadata has no valid {key!r} "
+                                  f"(got {ckpt.meta.get(key)!r}); export the checkpoint again")
+    return ckpt
+
+
+def _few(keys: list[str]) -> str:
+    shown = ", ".join(keys[:3])
+    return f"{len(keys)} ({shown}{', ...' if len(keys) > 3 else ''})"
+
+
+def _fit_weights(model: nn.Module, ckpt: Checkpoint, where: str) -> None:
+    """Load the weights, refusing (with the keys named) any that do not fit the model."""
+    expected = model.state_dict()
+    state = ckpt.state_dict
+    missing = [k for k in expected if k not in state]
+    extra = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}" for k in expected
+             if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    problems = [f"{label} {_few(keys)}" for label, keys in
+                (("missing keys", missing), ("unexpected keys", extra), ("wrong shapes", wrong))
+                if keys]
+    if problems:
+        raise CheckpointError(f"{where}: the weights do not fit its {ckpt['family']} "
+                              f"model_config: {'; '.join(problems)}; the file was damaged or "
+                              "edited, export it again")
+    model.load_state_dict(state)
+
+
+def _verify_probe(model: nn.Module, ckpt: Checkpoint, where: str) -> None:
+    """Check that the rebuilt model reproduces the trained model's logits on the probe."""
+    expected = ckpt.get("probe_logits")
+    if not expected:
+        raise CheckpointError(f"{where} carries no probe logits, so nothing proves it rebuilds "
+                              "the trained model; export it again, or load it unchecked with "
+                              "load_model(path, verify=False)")
+    cfg = ckpt["model_config"]
+    channels, size = cfg.get("in_channels"), cfg.get("image_size")
+    if not (isinstance(channels, int) and isinstance(size, int)):
+        raise CheckpointError(f"{where}: its model_config lacks in_channels/image_size (got "
+                              f"{channels!r}/{size!r}), which the probe needs; export it again")
+    with torch.no_grad():
+        got = model(probe_input(channels, size))
+    want = torch.tensor(expected, dtype=got.dtype)
+    diff = ((got - want).abs().max().item() if want.shape == got.shape else math.inf)
+    if not diff <= PROBE_ATOL:  # NaN logits fail too
+        raise CheckpointError(
+            f"{where}: the rebuilt {ckpt['family']} model does not reproduce the trained model's "
+            f"logits (max difference {diff:.2e} > {PROBE_ATOL:g}); the weights were changed "
+            f"or the file was written by an incompatible version ({ckpt.get('versions')}); "
+            "export it again")
+
+
+def rebuild(ckpt: Checkpoint, *, where: str = "checkpoint", verify: bool = True) -> nn.Module:
+    """The model of a checkpoint, in eval mode on the CPU.
+
+    Args:
+        ckpt: A parsed checkpoint.
+        where: How to name the checkpoint in errors.
+        verify: Check the probe logits (refuse a checkpoint without them).
+
+    Raises:
+        CheckpointError: the config does not build a model, the weights do not fit it, or the
+            rebuilt model does not reproduce the probe logits.
+    """
+    from engine.models import create_model
+
+    try:
+        model = create_model(ckpt["family"], **ckpt["model_config"])
+    except (WaveSearchError, TypeError) as e:
+        raise CheckpointError(f"{where}: its model_config does not build a model ({e}); the "
+                              "file was edited or written by another version, export it "
+                              "again") from None
+    _fit_weights(model, ckpt, where)
+    model.eval()
+    if verify:
+        _verify_probe(model, ckpt, where)
+    return model
+
+
+def _read_file(path: str | os.PathLike) -> bytes:
+    p = Path(path)
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {p}; check the path") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{p} is a directory, not a checkpoint; name the file") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read {p} ({e.strerror}); check its permissions") from None
+
+
+def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """A checkpoint file of either format, parsed but not rebuilt (see :func:`parse_checkpoint`)."""
+    return parse_checkpoint(_read_file(path), str(path))
+
+
+def load_checkpoint(path: str | os.PathLike, *,
+                    verify: bool = True) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model of a checkpoint file of either format.
+
+    Args:
+        path: The file (any name: the format is read from its content).
+        verify: Refuse a model that does not reproduce its recorded probe logits, and a
+            checkpoint that has none. ``False`` loads such a file unchecked.
+
+    Returns:
+        The model (eval mode, CPU) and the checkpoint's JSON document.
+
+    Raises:
+        CheckpointError: see :func:`parse_checkpoint` and :func:`rebuild`.
+    """
+    ckpt = read_checkpoint(path)
+    return rebuild(ckpt, where=str(path), verify=verify), dict(ckpt.meta)
+
+
+def load_model(path: str | os.PathLike, *, verify: bool = True) -> nn.Module:
+    """Rebuild the model saved in a checkpoint (eval mode, CPU); see :func:`load_checkpoint`."""
+    return load_checkpoint(path, verify=verify)[0]
+
+
+def new_meta(**fields: Any) -> dict[str, Any]:
+    """A checkpoint document: ``fields`` plus the format, versions and creation time."""
+    return {"format": FORMAT, **fields, "versions": versions(), "created_at": time.time()}

@@ -1,0 +1,62 @@
+"""How fast trials train here, measured as the search runs, and what that means for time.
+
+Every finished epoch is a sample (predicted peak memory of the trial, seconds the epoch
+took). Epoch time grows with a model's activations, which its predicted memory tracks, plus a
+fixed part (validation, data movement), so the pace is the least-squares line
+``seconds = a + b * memory_mb`` with a, b >= 0 (a single model, or one sample, gives the
+proportional rule). Concurrency is inside the samples: epochs measured while other trials
+shared the machine already take as long as they will.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+__all__ = ["Pace", "format_duration"]
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` in words: "45 s", "12 min", "3.5 h", "2.1 days"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+class Pace:
+    """Epoch times measured so far, and the time a trial of a given size will take."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []  # (predicted memory MB, epoch seconds)
+
+    def add(self, memory_mb: float, epoch_s: float) -> None:
+        """Record one finished epoch."""
+        if math.isfinite(epoch_s) and epoch_s > 0:
+            self.samples.append((max(0.0, memory_mb), epoch_s))
+
+    @property
+    def measured(self) -> bool:
+        """True once at least one epoch was measured."""
+        return bool(self.samples)
+
+    def epoch_seconds(self, memory_mb: float | None = None) -> float | None:
+        """Expected seconds of one epoch of a trial with this predicted memory (None: the mean
+        trial; None returned until an epoch was measured)."""
+        if not self.samples:
+            return None
+        if memory_mb is None:
+            return statistics.fmean(s for _, s in self.samples)
+        xs = [m for m, _ in self.samples]
+        ys = [s for _, s in self.samples]
+        if len(set(xs)) < 2:
+            ratio = sum(ys) / max(sum(xs), 1e-9)
+            return ratio * memory_mb if sum(xs) > 0 else statistics.fmean(ys)
+        mx, my = statistics.fmean(xs), statistics.fmean(ys)
+        b = max(0.0, sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+                / sum((x - mx) ** 2 for x in xs))
+        a = max(0.0, my - b * mx)
+        return a + b * memory_mb
