@@ -9,7 +9,13 @@ from pydantic import Field
 
 from engine.config import Config
 
-__all__ = ["CapsConfig"]
+__all__ = ["CapsConfig", "mb"]
+
+
+def mb(x: float) -> str:
+    """A memory figure in MiB for messages: whole MiB from 10 up, two significant digits
+    below (a 1.5 MB cap reads "1.5", not "2")."""
+    return f"{x:.0f}" if x >= 10 else f"{x:.2g}"
 
 
 class CapsConfig(Config):
@@ -44,7 +50,7 @@ class CapsConfig(Config):
         out = []
         if v.get("gpu_ram_mb", 0.0) > 0:
             word = "measured" if measured else "predicted"
-            out.append(f"{word} {peak_mb:.0f} MB > cap {self.gpu_ram_mb:.0f} MB")
+            out.append(f"{word} {mb(peak_mb)} MB > cap {mb(self.gpu_ram_mb)} MB")
         if v.get("max_params", 0.0) > 0:
             out.append(f"{params:,} parameters > max_params {self.max_params:,}")
         return out

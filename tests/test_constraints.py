@@ -12,6 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from engine.search import prepare_study, run_search
+from engine.search.budget import counts_as_trained
 from engine.spec import SearchSpec
 from storage import load_study, pareto_numbers, schema, trial_rows
 from tests.conftest import ROOT, tiny_spec_dict
@@ -37,10 +38,12 @@ def test_over_cap_candidates_are_recorded_infeasible_not_trained(ray_local, sqli
         study.enqueue_trial({"wavemix.final_dim": fd})
     run_search(spec, storage_url=sqlite_url, progress=lambda _: None)
     study = load_study(sqlite_url, "caps")
-    small, big, again = study.trials
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    small, big, again = study.trials[:3]
+    assert [t.state for t in study.trials[:3]] == [TrialState.COMPLETE] * 3
+    # The screened-out candidate does not count: 3 trained trials make the budget.
+    assert sum(counts_as_trained(t) for t in study.trials) == 3
     reason = big.user_attrs[schema.TRIAL_STATE_REASON]
-    assert reason.startswith("predicted ") and "MB > cap 2 MB" in reason  # cap printed rounded
+    assert reason.startswith("predicted ") and "MB > cap 1.5 MB" in reason
     assert "parameters > max_params 20,000" in reason
     assert big.user_attrs[schema.TRIAL_TRAINED] is False
     assert not big.intermediate_values  # never trained
@@ -94,6 +97,38 @@ def test_trials_are_packed_by_predicted_memory(tmp_path):
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.split("SPANS", 1)[1])
-    assert len(got["refused"]) == 1 and "the most GPU memory any node" in got["refused"][0]
-    (s0, e0), (s1, e1) = sorted(got["spans"])
-    assert s1 >= e0 - 0.5, f"trials overlapped although together they exceed the node: {got}"
+    # The fd-64 candidate (and any later one like it) is refused, never left pending; the
+    # refusals do not count, so the budget's 3 trained trials are all small ones.
+    assert got["refused"] and all("the most GPU memory any node" in r for r in got["refused"])
+    spans = sorted(got["spans"])
+    assert len(spans) == 3
+    for (_, e0), (s1, _) in zip(spans, spans[1:], strict=False):
+        assert s1 >= e0 - 0.5, f"trials overlapped although together they exceed the node: {got}"
+
+
+def test_a_space_with_nothing_under_the_caps_stops_before_any_training(tmp_path):
+    """Not even the smallest corner of the space fits: exit 2 at once, naming the smallest
+    predicted memory and size found and the cap; nothing trained."""
+    from tests.conftest import engine_env, write_spec
+
+    raw = tiny_spec_dict("nofit", constraints={"gpu_ram_mb": 0.05},
+                         model={"wavemix": {"final_dim": {"type": "int", "low": 8, "high": 16,
+                                                          "step": 8},
+                                            "depth": {"type": "int", "low": 1, "high": 2},
+                                            "wavelet": {"type": "categorical",
+                                                        "choices": ["haar", "db2"]}}})
+    f = write_spec(tmp_path / "nofit.yaml", raw)
+    url = f"sqlite:///{tmp_path / 'nofit.db'}"
+    proc = subprocess.run([sys.executable, "-m", "engine.cli", "search", str(f), "--storage", url],
+                          cwd=tmp_path, env=engine_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    err = errors[0]
+    assert "no candidate fits the caps (the space's smallest corner)" in err
+    assert "wavemix (final_dim=8, depth=1" in err and "MB > cap 0.05 MB" in err, err
+    assert "parameters" in err and "raise constraints.gpu_ram_mb" in err
+    assert not any("scheduled" in ln for ln in proc.stdout.splitlines())
+    study = load_study(url, "nofit")
+    assert not [t for t in study.trials if t.user_attrs.get(schema.TRIAL_TRAINED)]

@@ -73,9 +73,13 @@ def _budget_text(spec: SearchSpec) -> str:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
+    import optuna
+
     from engine.search import run_search
     from storage import load_study, trial_rows
 
+    # The search prints its own progress; Optuna's per-trial INFO lines would repeat it.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec, data_line = _load(args)
     t0 = time.perf_counter()
 

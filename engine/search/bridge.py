@@ -87,6 +87,8 @@ class OptunaBridge(Searcher):
         self.last: dict[str, Report] = {}
         self.errored: dict[str, optuna.Trial] = {}
         self.stopped_reason: str | None = None  # why this driver stopped starting trials
+        # (config, rejection) of the smallest candidate screened out over a cap
+        self.smallest_rejected: tuple[TrialConfig, Infeasible] | None = None
         self.estimate_shown = False
         self._said_finished = False
         self.finished = False  # the budget, not a stop, ended this driver's run
@@ -117,6 +119,11 @@ class OptunaBridge(Searcher):
             if verdict.rejection is not None:
                 trial.set_user_attr(schema.TRIAL_TRAINED, False)
                 self._tell(trial, verdict.rejection)
+                rej = verdict.rejection
+                if isinstance(rej, Infeasible) and (
+                        self.smallest_rejected is None
+                        or rej.peak_memory_mb < self.smallest_rejected[1].peak_memory_mb):
+                    self.smallest_rejected = (cfg, rej)
                 continue
             pred = pred or Prediction(0, 0.0)
             late = self._would_miss_deadline(pred)
@@ -187,12 +194,14 @@ class OptunaBridge(Searcher):
         self.study.enqueue_trial(trial.params, skip_if_exists=False)
 
     def __getstate__(self) -> dict[str, Any]:
-        # Tune pickles its searcher with the experiment state; a lock cannot travel.
-        return {k: v for k, v in self.__dict__.items() if k != "_live_lock"}
+        # Tune pickles its searcher with the experiment state (which we never restore from:
+        # the study is the record); a lock and the estimator process cannot travel.
+        return {k: v for k, v in self.__dict__.items() if k not in ("_live_lock", "screen")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._live_lock = threading.Lock()
+        self.screen = None
 
     def running_trial_ids(self) -> list[int]:
         """Optuna ids of the trials this driver runs (read by the heartbeat thread)."""

@@ -97,11 +97,13 @@ def start_ray(address: str | None, *, object_store_bytes: int) -> bool:
     os.environ.setdefault("TUNE_RESULT_BUFFER_LENGTH", "1")
     if ray.is_initialized():
         return False
+    # ERROR: Ray's warnings (e.g. that token authentication is on, which it is by design)
+    # would drown the search's own one-line messages.
     if address:
-        ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
         return True
     ray.init(address="local", num_cpus=max(1, os.cpu_count() or 1), include_dashboard=False,
-             log_to_driver=False, logging_level="WARNING", resources=_local_gpu_memory(),
+             log_to_driver=False, logging_level="ERROR", resources=_local_gpu_memory(),
              object_store_memory=max(128 * 2**20, object_store_bytes))
     return True
 

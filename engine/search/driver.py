@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import optuna
 
 from engine.data import DataBundle, load_data, prepare_data
-from engine.errors import ConfigError
+from engine.errors import ConfigError, ResourceError
 from engine.search.budget import SearchBudget, finished_trials
 from engine.search.study import prepare_study
 from engine.spec import SearchSpec
@@ -124,7 +124,9 @@ def _run_trials(spec: SearchSpec, url: str, data: DataBundle, study: optuna.Stud
         predictor = stack.enter_context(MemoryPredictor())
         screen = CandidateScreen(data, spec.constraints, predictor=predictor,
                                  node_mem_mb=cluster.largest_node_offer(), device=plan.device)
-        bridge = OptunaBridge(study, SearchSpace(spec), spec.objective_names, budget=budget,
+        space = SearchSpace(spec)
+        _preflight(space, screen)
+        bridge = OptunaBridge(study, space, spec.objective_names, budget=budget,
                               progress=progress, screen=screen,
                               lock=functools.partial(database_lock, url),
                               max_concurrent=spec.search.max_concurrent)
@@ -148,6 +150,8 @@ def _run_trials(spec: SearchSpec, url: str, data: DataBundle, study: optuna.Stud
         )
         tuner.fit()  # returns early (no exception) when Tune is interrupted by SIGINT
         bridge.sweep()
+        if bridge.finished and finished_trials(study) == 0 and bridge.smallest_rejected:
+            raise _nothing_fits(bridge.smallest_rejected, "every candidate screened")
     finally:
         if heartbeat is not None:
             heartbeat.stop("finished" if bridge.finished else "stopped")
@@ -155,6 +159,36 @@ def _run_trials(spec: SearchSpec, url: str, data: DataBundle, study: optuna.Stud
         cluster.stop_ray(started)
         shutil.rmtree(run_dir, ignore_errors=True)
     return finished_trials(study) - finished_before
+
+
+def _preflight(space, screen) -> None:
+    """Stop before any training when not even the space's smallest corner fits the caps."""
+    from engine.search.protocol import Infeasible
+    from engine.search.space import corner_candidates
+
+    caps = screen.caps
+    if caps.gpu_ram_mb is None and caps.max_params is None and screen.node_mem_mb is None:
+        return
+    rejected = []
+    for cfg in corner_candidates(space):
+        verdict = screen(cfg)
+        if verdict.rejection is None:
+            return
+        if isinstance(verdict.rejection, Infeasible):
+            rejected.append((cfg, verdict.rejection))
+    if rejected:  # (corners that cannot even be built are left to the search to record)
+        raise _nothing_fits(min(rejected, key=lambda r: r[1].peak_memory_mb),
+                            "the space's smallest corner")
+
+
+def _nothing_fits(smallest, how: str) -> ResourceError:
+    cfg, why = smallest
+    shown = ", ".join(f"{k}={v}" for k, v in cfg.model.items())
+    return ResourceError(
+        f"no candidate fits the caps ({how}): the smallest found, {cfg.family} ({shown}, batch "
+        f"{cfg.train.batch_size}), needs {why.peak_memory_mb:.1f} MB predicted and "
+        f"{why.param_count:,} parameters: {why.reason}; raise constraints.gpu_ram_mb / "
+        "max_params, or shrink the space (smaller model ranges or batch size)")
 
 
 def _pareto(study: optuna.Study) -> list[int]:

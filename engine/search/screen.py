@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.caps import CapsConfig
+from engine.caps import CapsConfig, mb
 from engine.data import DataBundle
 from engine.errors import ConfigError, MemoryEstimateError
 from engine.search.protocol import Failed, Infeasible, Prediction, TrialConfig
@@ -82,7 +82,7 @@ class CandidateScreen:
             violations["node_gpu_mem_mb"] = peak - self.node_mem_mb
             if peak > self.node_mem_mb:
                 reasons.insert(1 if reasons and reasons[0].startswith("predicted") else 0,
-                               f"predicted {peak:.0f} MB > {self.node_mem_mb:.0f} MB, the most "
+                               f"predicted {mb(peak)} MB > {mb(self.node_mem_mb)} MB, the most "
                                "GPU memory any node of the cluster offers")
         if any(v > 0 for v in violations.values()):
             return Screening(prediction, Infeasible(

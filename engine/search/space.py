@@ -9,7 +9,7 @@ from engine.search.protocol import TrialConfig
 from engine.spec import SearchSpec
 from engine.train.config import TrainConfig
 
-__all__ = ["SearchSpace"]
+__all__ = ["SearchSpace", "corner_candidates"]
 
 
 class SearchSpace:
@@ -47,3 +47,40 @@ def _draw(trial: Any, name: str, p: Any) -> Any:
     if isinstance(p, CategoricalParam):
         return trial.suggest_categorical(name, p.choices)
     raise TypeError(f"not a distribution: {p!r}")
+
+
+def _low(p: Any) -> Any:
+    """The smallest value a parameter takes (numbers: their low end; numeric choices: the
+    least; other choices: None, to be tried one by one)."""
+    if isinstance(p, (IntParam, FloatParam)):
+        return p.low
+    if isinstance(p, CategoricalParam):
+        nums = [c for c in p.choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
+        return min(nums) if len(nums) == len(p.choices) else None
+    return p
+
+
+def corner_candidates(space: SearchSpace) -> list[TrialConfig]:
+    """The space's smallest corner, per family: every numeric parameter at its low end (model
+    and training alike: smallest batch), and each non-numeric choice (wavelet, attention, ...)
+    tried in turn with the rest at their first choice. If none of these fits the caps, no
+    candidate of the space is likely to."""
+    def at(params: dict[str, Any], name: str, p: Any) -> Any:
+        return params.get(name, _low(p) if _low(p) is not None else p.choices[0])
+
+    out = []
+    for family in space.families:
+        spec_params = space.spec.model[family]
+        variants: list[dict[str, Any]] = [{}]
+        for name, p in spec_params.items():
+            if isinstance(p, CategoricalParam) and _low(p) is None:
+                variants += [{name: c} for c in p.choices[1:]]
+        for fixed in variants:
+            model = {name: at(fixed, name, p) for name, p in spec_params.items()}
+
+            def draw(name: str, p: Any) -> Any:
+                return _low(p) if _low(p) is not None else p.choices[0]
+
+            train = resolve(TrainConfig, space.spec.train, draw, "train")
+            out.append(TrialConfig(family=family, model=model, train=train))
+    return out

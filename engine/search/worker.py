@@ -26,6 +26,7 @@ from engine.search.protocol import (
     Failed,
     FinalMetrics,
     Infeasible,
+    Prediction,
     Pruned,
     Report,
     RunInfo,
@@ -33,7 +34,7 @@ from engine.search.protocol import (
 )
 from engine.train import EpochReport, TrainResult, train_model
 
-__all__ = ["probe_logits", "run_trial", "serialize_weights"]
+__all__ = ["enforce_cap", "oom_outcome", "probe_logits", "run_trial", "serialize_weights"]
 
 
 def serialize_weights(model: torch.nn.Module) -> bytes:
@@ -88,7 +89,7 @@ def run_trial(config: dict[str, Any], data: DataBundle, ctx: SearchContext) -> N
         model = create_model(cfg.family, **cfg.model, in_channels=data.in_channels,
                              num_classes=data.num_classes, image_size=data.image_size)
         if use_cuda:
-            _enforce_cap(ctx)
+            enforce_cap(ctx.caps.gpu_ram_mb)
             torch.cuda.reset_peak_memory_stats()
 
         def on_epoch(r: EpochReport) -> None:
@@ -112,15 +113,7 @@ def run_trial(config: dict[str, Any], data: DataBundle, ctx: SearchContext) -> N
     except torch.OutOfMemoryError as e:
         # Over the cap (or the device): recorded infeasible so the sampler learns from it;
         # Tune discards this worker process, and with it the CUDA caching allocator's state.
-        peak = torch.cuda.max_memory_allocated() / 2**20 if use_cuda else 0.0
-        cap = ctx.caps.gpu_ram_mb if ctx.caps.gpu_ram_mb is not None else peak
-        finish(Infeasible(
-            reason=f"out of memory while training on {device} (allocated {peak:.0f} MB at the "
-                   f"failure): {str(e).splitlines()[0]}",
-            violations={"gpu_ram_mb": max(1.0, peak - cap)},
-            param_count=job.prediction.param_count,
-            peak_memory_mb=job.prediction.peak_memory_mb,
-            memory_method=job.prediction.memory_method))
+        finish(oom_outcome(e, device, ctx.caps.gpu_ram_mb, job.prediction))
     except WaveSearchError as e:
         finish(Failed(str(e)))
     except Exception as e:  # recorded, not raised: a failed trial must not end the study
@@ -142,13 +135,26 @@ class _OutOfTime(Exception):
     """Raised from the epoch callback to end training at the time budget."""
 
 
-def _enforce_cap(ctx: SearchContext) -> None:
-    """Limit this process's CUDA allocations to the spec's cap: beyond it PyTorch raises
-    OutOfMemoryError, which the trial records as infeasible."""
-    if ctx.caps.gpu_ram_mb is None or not torch.cuda.is_available():
+def enforce_cap(gpu_ram_mb: float | None) -> None:
+    """Limit this process's CUDA allocations to the cap (MiB): beyond it PyTorch raises
+    OutOfMemoryError, which the trial records as infeasible (:func:`oom_outcome`)."""
+    if gpu_ram_mb is None or not torch.cuda.is_available():
         return
     total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
-    torch.cuda.set_per_process_memory_fraction(min(1.0, ctx.caps.gpu_ram_mb * 2**20 / total))
+    torch.cuda.set_per_process_memory_fraction(min(1.0, gpu_ram_mb * 2**20 / total))
+
+
+def oom_outcome(error: torch.OutOfMemoryError, device: str, gpu_ram_mb: float | None,
+                prediction: Prediction) -> Infeasible:
+    """The record of a trial that ran out of memory: infeasible, with what it had allocated."""
+    cuda = device == "cuda" and torch.cuda.is_available()
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0
+    cap = gpu_ram_mb if gpu_ram_mb is not None else peak
+    return Infeasible(
+        reason=f"out of memory while training on {device} (allocated {peak:.0f} MB at the "
+               f"failure): {str(error).splitlines()[0]}",
+        violations={"gpu_ram_mb": max(1.0, peak - cap)}, param_count=prediction.param_count,
+        peak_memory_mb=prediction.peak_memory_mb, memory_method=prediction.memory_method)
 
 
 def probe_logits(model: torch.nn.Module, in_channels: int, image_size: int) -> list[list[float]]:
