@@ -1,60 +1,58 @@
-"""Shared pieces of the app's pages: the storage URL, the study picker, cached reads."""
+"""Shared presentation helpers of the pages: trial colours, safe error text, formats."""
 
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
+import re
+import time
 
 import streamlit as st
 
-# `streamlit run app/main.py` puts app/ on sys.path, not the project root.
-_ROOT = str(Path(__file__).resolve().parent.parent)
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+__all__ = ["duration", "escape_markdown", "show_error", "trial_colour", "when"]
 
-from engine.errors import WaveSearchError  # noqa: E402
-from storage import TrialRow, list_studies, load_study, memory_cap_mb, trial_rows  # noqa: E402
-from storage.schema import DEFAULT_STORAGE_URL  # noqa: E402
-
-REFRESH_S = 3  # seconds between refreshes while trials are running
+# Backslash-escaping every ASCII punctuation mark Streamlit's markdown reacts to (CommonMark
+# allows escaping any of them): `**`, `_`, `[x](y)`, `$math$`, `:red[...]`, `:emoji:`, HTML.
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$:~=^&\"'])")
 
 
-def storage_url() -> str:
-    """The storage URL: the sidebar's value, initialised from ``WAVESEARCH_STORAGE``."""
-    if "storage_url" not in st.session_state:
-        st.session_state["storage_url"] = os.environ.get("WAVESEARCH_STORAGE", DEFAULT_STORAGE_URL)
-    return st.sidebar.text_input("Storage URL", key="storage_url")
+def escape_markdown(text: str) -> str:
+    """``text`` shown literally by Streamlit's markdown (line breaks kept)."""
+    return _MARKDOWN.sub(r"\\\1", text).replace("\n", "  \n")
 
 
-@st.cache_data(ttl=REFRESH_S, show_spinner=False)
-def cached_studies(url: str) -> list[tuple[str, int, tuple[str, ...]]]:
-    return [(s.name, s.n_trials, s.objectives) for s in list_studies(url)]
+def show_error(text: str) -> None:
+    """A red error box that shows ``text`` exactly: paths, URLs and messages from the engine
+    often contain ``__`` or ``*``, which markdown would turn into formatting."""
+    st.error(escape_markdown(text))
 
 
-@st.cache_data(ttl=REFRESH_S, show_spinner=False)
-def cached_rows(url: str, study: str) -> list[TrialRow]:
-    return trial_rows(load_study(url, study))
+def trial_colour(number: int) -> str:
+    """The colour of trial ``number``, the same on every page and distinct for every trial.
+
+    Hues step by the golden angle, so consecutive trials are far apart; the lightness changes
+    every 13 trials, so trials whose hues come close again (21, 34 apart) still differ.
+    """
+    hue = (number * 137.508) % 360.0
+    light = (45, 62, 32)[(number // 13) % 3]
+    return f"hsl({hue:.1f}, 70%, {light}%)"
 
 
-@st.cache_data(ttl=REFRESH_S, show_spinner=False)
-def cached_cap(url: str, study: str) -> float | None:
-    return memory_cap_mb(load_study(url, study))
+def duration(seconds: float | None) -> str:
+    """``95`` -> ``"1 min 35 s"``; None -> ``"unknown"``."""
+    if seconds is None:
+        return "unknown"
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
-def pick_study() -> tuple[str, str] | None:
-    """Sidebar study selector; returns ``(url, study)`` or None after showing why not."""
-    url = storage_url()
-    try:
-        studies = cached_studies(url)
-    except WaveSearchError as e:
-        st.error(str(e))
-        return None
-    if not studies:
-        st.info(f"No studies in {url} yet. Start one with `engine search SPEC`.")
-        return None
-    names = [s[0] for s in studies]
-    if st.session_state.get("study") not in names:
-        st.session_state["study"] = names[0]
-    st.sidebar.selectbox("Study", names, key="study")
-    return url, st.session_state["study"]
+def when(unix_s: float | None) -> str:
+    """A Unix time as local ``HH:MM:SS`` (today) or ``YYYY-MM-DD HH:MM``."""
+    if unix_s is None:
+        return "-"
+    t = time.localtime(unix_s)
+    if time.strftime("%Y-%m-%d", t) == time.strftime("%Y-%m-%d"):
+        return time.strftime("%H:%M:%S", t)
+    return time.strftime("%Y-%m-%d %H:%M", t)

@@ -68,7 +68,8 @@ def _budget_text(spec: SearchSpec) -> str:
     """The spec's budget in words, e.g. "64 trials or 1500 epochs (first reached)"."""
     s = spec.search
     parts = ([f"{s.n_trials} trials"] if s.n_trials is not None else []) + (
-        [f"{s.budget_epochs} epochs"] if s.budget_epochs is not None else [])
+        [f"{s.budget_epochs} epochs"] if s.budget_epochs is not None else []) + (
+        [f"{s.budget_minutes:g} minutes"] if s.budget_minutes is not None else [])
     return " or ".join(parts) + (" (first reached)" if len(parts) > 1 else "")
 
 
@@ -102,7 +103,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         print(f"  {r.number:>5}  {r.family or '?':<10} {r.val_accuracy or 0:>8.4f} "
               f"{r.peak_memory_mb or 0:>9.1f} {r.param_count or 0:>10,}")
     print(f"\nNext: engine app --storage {out.storage_url}   or   engine export --study "
-          f"{out.study_name} --storage {out.storage_url} --out model.pt")
+          f"{out.study_name} --storage {out.storage_url} --out model.safetensors")
     return 0
 
 

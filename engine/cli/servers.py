@@ -1,23 +1,64 @@
-"""``engine app`` and ``engine dashboard``: the web front ends, bound to 127.0.0.1."""
+"""``engine app`` and ``engine dashboard``: the web front ends, bound to 127.0.0.1.
+
+Both end cleanly on SIGTERM, SIGINT or SIGHUP: ``engine app`` passes the signal to its
+Streamlit server and waits for it (the server stops the searches it started before it exits),
+so killing the command's pid frees the port and leaves no process behind.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from storage.schema import DEFAULT_STORAGE_URL
 
 __all__ = ["add_commands"]
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# The server stops the searches it started (SIGINT, then SIGKILL after 25 s) before it exits;
+# a server still alive this long after the signal is killed.
+_CHILD_GRACE_S = 40.0
 
-def _run_child(cmd: list[str]) -> int:
+
+def _child_setup() -> None:
+    """In the child before exec: a process group of its own (Ctrl-C in the terminal reaches
+    it only through us), and SIGTERM if the parent dies, even by SIGKILL (Linux)."""
+    os.setpgid(0, 0)
+    if sys.platform == "linux":
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+def _run_child(cmd: list[str], env: dict[str, str]) -> int:
+    """Run ``cmd`` until it exits; our stop signals are passed on to it, once each."""
+    child = subprocess.Popen(cmd, env=env, preexec_fn=_child_setup)
+    signalled: list[float] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        signalled.append(time.monotonic())
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in _STOP_SIGNALS}
     try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 0
+        while True:
+            try:
+                return child.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                if signalled and time.monotonic() - signalled[0] > _CHILD_GRACE_S:
+                    child.kill()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _cmd_app(args: argparse.Namespace) -> int:
@@ -25,11 +66,33 @@ def _cmd_app(args: argparse.Namespace) -> int:
 
     url = normalize_url(args.storage)
     main_py = Path(__file__).resolve().parents[2] / "app" / "main.py"
-    os.environ["WAVESEARCH_STORAGE"] = url
+    env = {**os.environ, "WAVESEARCH_STORAGE": url}
     print(f"WaveSearch app on http://127.0.0.1:{args.port} (storage {url})", flush=True)
     return _run_child([sys.executable, "-m", "streamlit", "run", str(main_py),
                        "--server.headless", "true", "--server.address", "127.0.0.1",
-                       "--server.port", str(args.port), "--browser.gatherUsageStats", "false"])
+                       "--server.port", str(args.port), "--browser.gatherUsageStats", "false",
+                       # No Deploy button or developer menu: this app is not a dev session.
+                       "--client.toolbarMode", "viewer",
+                       "--server.fileWatcherType", "none"], env)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _name_objectives(url: str) -> None:
+    """Give studies begun before the engine named its objectives their metric names, so
+    optuna-dashboard labels them (not "Objective 0/1")."""
+    import optuna
+
+    from storage import open_storage, schema
+
+    storage = open_storage(url)
+    for s in storage.get_all_studies():
+        names = s.user_attrs.get(schema.STUDY_OBJECTIVES)
+        if isinstance(names, list) and len(names) == len(s.directions) and \
+                "study:metric_names" not in s.system_attrs:
+            optuna.load_study(study_name=s.study_name, storage=storage).set_metric_names(names)
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
@@ -39,7 +102,11 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
     url = normalize_url(args.storage)
     storage = open_storage(url)
+    _name_objectives(url)
     print(f"optuna-dashboard on http://127.0.0.1:{args.port} (storage {url})", flush=True)
+    # SIGTERM and SIGHUP end the server like Ctrl-C (the default action would skip cleanup).
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, _interrupt)
     try:
         # The trials' weights are artifacts in the same database: the dashboard lists them too.
         run_server(storage, host="127.0.0.1", port=args.port,

@@ -1,0 +1,33 @@
+"""Learning curves: validation accuracy per epoch (partial while running), with the AdamW ->
+SGD switch marked in each trial's colour."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import data
+from app.figures import curves_figure
+from app.state import require_study
+from app.widgets import kept, selection_key, trial_filters
+
+st.title("Learning curves")
+sel = require_study()
+if sel:
+    every = data.rows(sel.url, sel.study, sel.token)
+    rows = [r for r in trial_filters(sel, every) if r.curve]
+    if not rows:
+        st.info("No trial matching the filters has a learning curve." if any(r.curve for r in every)
+                else "No trial has finished an epoch yet.")
+    else:
+        epochs = {n: c.get("train", {}).get("epochs")
+                  for n, c in data.configs(sel.url, sel.study, sel.token).items()}
+        numbers = [r.number for r in rows]
+        # Default: the front and whatever is running now (new trials join while they run).
+        default = [r.number for r in rows if r.pareto or r.state == "RUNNING"] or numbers[:1]
+        chosen = kept(st.multiselect, "Trials", f"curve_trials:{selection_key(sel)}", [],
+                      numbers, placeholder="the Pareto front and the running trials")
+        chosen = set(chosen or default)
+        st.plotly_chart(curves_figure([r for r in rows if r.number in chosen], epochs),
+                        key="curves_chart")
+        st.caption("Dotted: still running. Diamonds mark the first epoch trained with SGD "
+                   "(DualOpT's switch), in the trial's colour.")
