@@ -1,23 +1,38 @@
-"""Search quality: hypervolume of the feasible (accuracy, memory) front at an equal budget.
+"""Search quality: hypervolume of the feasible (accuracy, memory) front for the compute spent.
 
-Compares TPE with successive-halving early stopping against random search without early
-stopping (random + fifo), over several seeds, on digits and on a CIFAR-10 slice: at an equal
-number of trials, and at an equal number of training epochs (the compute: the early-stopping
-arm gets `search.budget_epochs` = the epochs random trained in the same seed). Hypervolume is
-taken in the plane (peak memory / cap, validation accuracy) against the reference point (1, 0):
-the area of the region the front dominates, so 1.0 would be a perfect model using no memory.
-Prints a markdown table.
+Each arm is a real ``run_search`` (real Ray), compared with random search without early
+stopping (random + fifo, ``--trials`` trained trials) in the same seed, on digits and on a
+CIFAR-10 slice (the JPEG zip through the imagefolder loader): at an equal number of trials
+("METHOD:K", K times random's) or of training epochs ("METHOD:epochs": the arm gets
+``search.budget_epochs`` = the epochs random trained in that seed). Hypervolume is taken in the
+plane (peak memory / cap, validation accuracy):
 
-    .venv/bin/python bench/bench_search.py --space broad --seeds 0 1 2 --trials 16
+- against the reference (cap, 0): the area the front dominates, 1.0 for a perfect model using
+  no memory (the figures of docs/BENCHMARKS.md section 6);
+- against a nadir reference, stated in the output: just beyond the nadir of the union of every
+  front of that data set (all seeds, all arms; 10% of each range), so the area counts only
+  where fronts differ. The per-seed and median ratios and "epochs to 95%" use this one.
+
+"Epochs to 95%": the trials are replayed in the order they finished; the epochs trained by
+the trials finished so far, when the front of the finished ones first reaches 95% of the best
+nadir-referenced hypervolume any run of that data set found (">N": never, N epochs in all).
+
+Prints one line per search as it ends, then markdown tables; ``--out`` saves every run (its
+points in finishing order) as JSON, so the tables can be recomputed.
+
+    .venv/bin/python bench/bench_search.py --datasets digits --seeds 0 1 2 3 4 --trials 16
     .venv/bin/python bench/bench_search.py --datasets cifar --cifar-zip ../shared/data/cifar10-jpeg.zip
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import statistics
 import tempfile
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import ray
@@ -27,7 +42,10 @@ from engine.spec import SearchSpec
 from storage import load_study, schema
 
 METHODS = {"tpe+asha": ("tpe", "asha"), "tpe+pareto_asha": ("tpe", "pareto_asha"),
-           "random+fifo": ("random", "fifo")}
+           "tpe+fifo": ("tpe", "fifo"), "random+fifo": ("random", "fifo"),
+           "cost_aware+fifo": ("cost_aware", "fifo"),
+           "cost_aware+pareto_asha": ("cost_aware", "pareto_asha")}
+BASELINE = "random+fifo"
 
 
 # Upper ends of the (final_dim, depth, level) ranges; each starts at 8 / 1 / 1.
@@ -116,17 +134,59 @@ def ceiling(dataset: str, breadth: str) -> tuple[float, float]:
     return 1.0 - mb / cap, mb
 
 
+@dataclass
+class Run:
+    """One search of the benchmark and what it left.
+
+    Attributes:
+        trace: One entry per finished trial in finishing order: (epochs it trained, its peak
+            memory MB and accuracy if it is a feasible COMPLETE trained point, else None).
+        suggest_s: Seconds the cost-aware sampler spent choosing each candidate.
+    """
+
+    dataset: str
+    arm: str
+    seed: int
+    cap: float
+    trace: list[tuple[int, float | None, float | None]] = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+    suggest_s: list[float] = field(default_factory=list)
+    screens: int = 0
+    phases: dict = field(default_factory=dict)
+
+    @property
+    def points(self) -> list[tuple[float, float]]:
+        return [(m, a) for _, m, a in self.trace if m is not None]
+
+    @property
+    def epochs(self) -> int:
+        return sum(e for e, _, _ in self.trace)
+
+    def hv(self, ref: tuple[float, float] = (1.0, 0.0)) -> float:
+        return hypervolume(self.points, self.cap, ref)
+
+    def epochs_to(self, target: float, ref: tuple[float, float]) -> int | None:
+        """Epochs trained when the finished trials' front first reached ``target``."""
+        spent, pts = 0, []
+        for e, m, a in self.trace:
+            spent += e
+            if m is not None:
+                pts.append((m, a))
+                if hypervolume(pts, self.cap, ref) >= target:
+                    return spent
+        return None
+
+
 def run_one(dataset: str, method: str, seed: int, budget: dict, cifar_zip: str | None,
-            workdir: Path, breadth: str, tag: str = "",
-            epochs: int | None = None) -> tuple[float, list, dict]:
-    """One search; ``budget`` holds n_trials and/or budget_epochs. Returns its HV, the
-    (memory, accuracy) points of its feasible complete trials, and counts."""
+            workdir: Path, breadth: str, tag: str = "", epochs: int | None = None,
+            max_concurrent: int = 2) -> Run:
+    """One search; ``budget`` holds n_trials and/or budget_epochs."""
     sampler, scheduler = METHODS[method]
     raw = _space(dataset, cifar_zip, breadth, epochs)
     name = f"{dataset}-{breadth}-{method.replace('+', '-')}{tag}-{seed}"
     raw.update({"study": {"name": name},
                 "search": {"sampler": sampler, "scheduler": scheduler, **budget,
-                           "max_concurrent": 2, "seed": seed,
+                           "max_concurrent": max_concurrent, "seed": seed,
                            "asha": {"grace_period": 1, "reduction_factor": 2}},
                 "resources": {"cpus": 1, "gpus": 0}})
     spec = SearchSpec.model_validate(raw)
@@ -135,86 +195,174 @@ def run_one(dataset: str, method: str, seed: int, budget: dict, cifar_zip: str |
     run_search(spec, storage_url=url, progress=lambda _: None)
     seconds = time.perf_counter() - t0
     study = load_study(url, name)
-    pts, states = [], {}
+    run = Run(dataset, method + tag, seed, spec.constraints.gpu_ram_mb)
+    counts: dict = {}
     for t in study.trials:
-        states[t.state.name] = states.get(t.state.name, 0) + 1
-        if t.state.name == "COMPLETE" and all(v <= 0 for v in t.constraints.values()):
-            pts.append((t.user_attrs[schema.TRIAL_PEAK_MEMORY_MB], t.values[0]))
-    states["trials"] = len(study.trials)
-    states["infeasible"] = sum(1 for t in study.trials if t.user_attrs.get(schema.TRIAL_TRAINED) is False)
-    states["epochs"] = sum(len(t.intermediate_values) for t in study.trials)
-    states["seconds"] = seconds
-    return hypervolume(pts, spec.constraints.gpu_ram_mb), pts, states
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+        info = t.system_attrs.get("cost_aware:info")
+        if info:
+            run.suggest_s.append(info["seconds"])
+            run.screens += info["screens"]
+            run.phases[info["phase"]] = run.phases.get(info["phase"], 0) + 1
+    done = sorted((t for t in study.trials if t.state.is_finished() and t.datetime_complete),
+                  key=lambda t: (t.datetime_complete, t.number))
+    for t in done:
+        point = (t.state.name == "COMPLETE" and t.user_attrs.get(schema.TRIAL_TRAINED) is not False
+                 and all(v <= 0 for v in t.constraints.values()))
+        run.trace.append((len(t.intermediate_values),
+                          t.user_attrs[schema.TRIAL_PEAK_MEMORY_MB] if point else None,
+                          t.values[0] if point else None))
+    counts["trials"] = len(study.trials)
+    counts["infeasible"] = sum(1 for t in study.trials
+                               if t.user_attrs.get(schema.TRIAL_TRAINED) is False)
+    counts["seconds"] = round(seconds, 1)
+    run.counts = counts
+    return run
 
 
-def _cell(hv: float, info: dict) -> str:
-    return (f"{hv:.4f} ({info['trials']} trials, {info['infeasible']} over cap, "
-            f"{info.get('PRUNED', 0)} pruned, {info['epochs']} ep)")
+def _describe(run: Run) -> str:
+    c = run.counts
+    text = (f"{run.dataset} seed {run.seed} {run.arm}: HV {run.hv():.4f} (ref (cap, 0)); "
+            f"{c['trials']} trials, {c['infeasible']} over cap, {c.get('PRUNED', 0)} pruned, "
+            f"{run.epochs} epochs, {c['seconds']:.0f} s")
+    if run.suggest_s:
+        trained = max(1, c["trials"] - c["infeasible"])
+        text += (f"; choosing: median {statistics.median(run.suggest_s):.1f} s, max "
+                 f"{max(run.suggest_s):.1f} s a candidate, {run.screens / trained:.1f} "
+                 f"memory predictions per trained trial; phases {run.phases}")
+        if set(run.phases) == {"random"}:
+            text += (" -- WARNING: the sampler never had the screen (costs unknown, so it drew "
+                     "at random): the driver must call sampler.attach(screen)")
+    return text
+
+
+def _ratio(a: int | None, b: int | None, a_total: int, b_total: int) -> tuple[float, str]:
+    """a / b for epochs-to-95% figures where None means never (a bound then)."""
+    if a is not None and b is not None:
+        return a / b, f"{a / b:.2f}x"
+    if a is not None:
+        return a / b_total, f"<{a / b_total:.2f}x"
+    if b is not None:
+        return a_total / b, f">{a_total / b:.2f}x"
+    return math.nan, "n/a"
+
+
+def _epochs_cell(e: int | None, total: int) -> str:
+    return str(e) if e is not None else f">{total}"
+
+
+def report(runs: list[Run], arms: list[str]) -> dict:
+    """Print the tables for one data set's runs; returns its reference and best HV."""
+    ds, cap = runs[0].dataset, runs[0].cap
+    union = [p for r in runs for p in r.points]
+    ref = nadir_reference(union, cap)
+    best = max(r.hv(ref) for r in runs)
+    target = 0.95 * best
+    print(f"\n{ds}: nadir reference (memory / cap, accuracy) = ({ref[0]:.4f}, {ref[1]:.4f}); "
+          f"best HV any run found {best:.4f}; 95% of it = {target:.4f}\n")
+    print("| seed | random HV (cap, 0) | random HV nadir | random epochs to 95% | " + " | ".join(
+        f"{a} HV nadir | ratio | {a} epochs to 95% | ratio" for a in arms) + " |")
+    print("|---|---|---|---|" + "---|---|---|---|" * len(arms))
+    hv_ratios: dict[str, list[float]] = {a: [] for a in arms}
+    ep_ratios: dict[str, list[float]] = {a: [] for a in arms}
+    by_seed: dict[int, dict[str, Run]] = {}
+    for r in runs:
+        by_seed.setdefault(r.seed, {})[r.arm] = r
+    for seed, got in sorted(by_seed.items()):
+        base = got[BASELINE]
+        b_hv, b_ep = base.hv(ref), base.epochs_to(target, ref)
+        cells = [f"{base.hv():.4f}", f"{b_hv:.4f}", _epochs_cell(b_ep, base.epochs)]
+        for a in arms:
+            r = got.get(a)
+            if r is None:
+                cells += ["", "", "", ""]
+                continue
+            v, e = r.hv(ref), r.epochs_to(target, ref)
+            hv_ratios[a].append(v / b_hv if b_hv else math.inf)
+            value, text = _ratio(e, b_ep, r.epochs, base.epochs)
+            ep_ratios[a].append(value)
+            cells += [f"{v:.4f}", f"{hv_ratios[a][-1]:.2f}x", _epochs_cell(e, r.epochs), text]
+        print(f"| {seed} | " + " | ".join(cells) + " |")
+    base_runs = [r for r in runs if r.arm == BASELINE]
+    med = [f"{statistics.median(r.hv() for r in base_runs):.4f}",
+           f"{statistics.median(r.hv(ref) for r in base_runs):.4f}", ""]
+    for a in arms:
+        arm_runs = [r for r in runs if r.arm == a]
+        if not arm_runs:
+            med += ["", "", "", ""]
+            continue
+        eps = [e for e in ep_ratios[a] if not math.isnan(e)]
+        med += [f"{statistics.median(r.hv(ref) for r in arm_runs):.4f}",
+                f"**{statistics.median(hv_ratios[a]):.2f}x**", "",
+                f"**{statistics.median(eps):.2f}x**" if eps else "n/a"]
+    print("| median | " + " | ".join(med) + " |")
+    print("\n(ratios: the arm over random in the same seed; epochs-to-95% ratios with < or > are "
+          "bounds, a run that never reached 95% counted with all its epochs)\n")
+    for r in runs:
+        print("- " + _describe(r))
+    return {"dataset": ds, "nadir_reference": ref, "best_hv": best}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--datasets", nargs="+", default=["digits"], choices=["digits", "cifar"])
+    ap.add_argument("--datasets", nargs="+", default=["digits", "cifar"], choices=["digits", "cifar"])
     ap.add_argument("--space", default="broad", choices=["narrow", "broad"])
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--trials", type=int, default=16)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    ap.add_argument("--trials", type=int, default=16, help="random search's trained trials")
     ap.add_argument("--cifar-zip", default="../shared/data/cifar10-jpeg.zip")
-    ap.add_argument("--arms", nargs="+", default=["tpe+pareto_asha:1", "tpe+pareto_asha:epochs"],
+    ap.add_argument("--arms", nargs="+",
+                    default=["cost_aware+fifo:epochs", "cost_aware+pareto_asha:epochs"],
                     help="METHOD:K runs K times random's trials; METHOD:epochs runs until it has "
                          "trained as many epochs as random did in the same seed (at most "
-                         "8x its trials); METHOD:epochs:E does so with E epochs per trial")
+                         "8x its trials); METHOD:epochs:E does so with E epochs per trial; "
+                         f"methods: {', '.join(METHODS)}")
+    ap.add_argument("--max-concurrent", type=int, default=2)
+    ap.add_argument("--out", help="write every run as JSON here")
     args = ap.parse_args()
+    arms = [(a.split(":") + [""])[:3] for a in args.arms]
+    labels = [f"{m}-{k}{e}" for m, k, e in arms]
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              object_store_memory=256 * 2**20)
+    print(f"{args.space} space; {BASELINE}: {args.trials} trained trials; arms: "
+          f"{', '.join(args.arms)}; {args.max_concurrent} concurrent; seeds {args.seeds}\n")
+    for ds in args.datasets:
+        top, mb = ceiling(ds, args.space)
+        print(f"{ds}: no search of this space can exceed HV {top:.4f} at reference (cap, 0) (its "
+              f"smallest model needs {mb:.3f} MB)")
+    results: list[dict] = []
+    every: list[Run] = []
+
+    def save() -> None:  # after every search: a long benchmark keeps what it has done
+        if args.out:
+            Path(args.out).write_text(json.dumps(
+                {"args": vars(args), "datasets": results, "runs": [asdict(r) for r in every]},
+                indent=1))
+
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            arms = [(a.split(":") + [""])[:3] for a in args.arms]
-            print(f"{args.space} space, random+fifo: {args.trials} trials; 2 concurrent, 2-core "
-                  "CPU; HV with memory scaled by the cap, reference (cap, 0); best known = HV "
-                  "of the union of every search's points in that row; ref nadir: the ratio "
-                  "with the reference just beyond the nadir of that union's front\n")
             for ds in args.datasets:
-                top, mb = ceiling(ds, args.space)
-                print(f"{ds}: no search of this space can exceed HV {top:.4f} (its smallest "
-                      f"model needs {mb:.3f} MB; a 100%-accurate one there would score that)")
-            print()
-            print("| data | seed | random+fifo HV | " + " | ".join(
-                f"{m} {'=epochs' if k == 'epochs' else 'x' + k}{' ' + e + ' ep/trial' if e else ''}"
-                " HV | ratio (ref (cap, 0) / ref nadir)" for m, k, e in arms)
-                + " | best known HV | most any search could reach |")
-            print("|---|---|---|" + "---|---|" * len(arms) + "---|---|")
-            for ds in args.datasets:
-                top, _ = ceiling(ds, args.space)
-                ratios: dict[int, list[float]] = {i: [] for i in range(len(arms))}
-                nadir_ratios: dict[int, list[float]] = {i: [] for i in range(len(arms))}
+                runs: list[Run] = []
                 for seed in args.seeds:
-                    r, pts, r_info = run_one(ds, "random+fifo", seed, {"n_trials": args.trials},
-                                             args.cifar_zip, Path(tmp), args.space)
-                    union, arm_pts = list(pts), []
-                    cells = [_cell(r, r_info)]
-                    for i, (method, k, e) in enumerate(arms):
-                        budget = ({"budget_epochs": r_info["epochs"], "n_trials": 8 * args.trials}
+                    base = run_one(ds, BASELINE, seed, {"n_trials": args.trials}, args.cifar_zip,
+                                   Path(tmp), args.space, max_concurrent=args.max_concurrent)
+                    base.arm = BASELINE
+                    runs.append(base)
+                    every.append(base)
+                    save()
+                    print(_describe(base), flush=True)
+                    for (method, k, e), label in zip(arms, labels, strict=True):
+                        budget = ({"budget_epochs": base.epochs, "n_trials": 8 * args.trials}
                                   if k == "epochs" else {"n_trials": int(k) * args.trials})
-                        v, p, info = run_one(ds, method, seed, budget, args.cifar_zip, Path(tmp),
-                                             args.space, tag=f"-{k}{e}", epochs=int(e) if e else None)
-                        union += p
-                        arm_pts.append(p)
-                        ratios[i].append(v / r if r else float("inf"))
-                        cells += [_cell(v, info), f"{ratios[i][-1]:.2f}x"]
-                    cap = _space(ds, None, args.space)["constraints"]["gpu_ram_mb"]
-                    best = hypervolume(union, cap)
-                    nadir = nadir_reference(union, cap)
-                    r_n = hypervolume(pts, cap, nadir)
-                    for i, p in enumerate(arm_pts):
-                        n_ratio = hypervolume(p, cap, nadir) / r_n if r_n else float("inf")
-                        nadir_ratios[i].append(n_ratio)
-                        cells[2 + 2 * i] += f" / {n_ratio:.2f}x"
-                    cells += [f"{best:.4f} ({best / r:.2f}x)", f"{top / r:.2f}x random"]
-                    print(f"| {ds} | {seed} | " + " | ".join(cells) + " |", flush=True)
-                print(f"| {ds} | mean | | " + " | ".join(
-                    f"| {statistics.mean(ratios[i]):.2f}x / {statistics.mean(nadir_ratios[i]):.2f}x"
-                    for i in range(len(arms))) + " | | |",
-                    flush=True)
+                        r = run_one(ds, method, seed, budget, args.cifar_zip, Path(tmp),
+                                    args.space, tag=f"-{k}{e}", epochs=int(e) if e else None,
+                                    max_concurrent=args.max_concurrent)
+                        r.arm = label
+                        runs.append(r)
+                        every.append(r)
+                        save()
+                        print(_describe(r), flush=True)
+                results.append(report(runs, labels))
+                save()
     finally:
         ray.shutdown()
 

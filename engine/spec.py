@@ -75,7 +75,7 @@ class AshaSpec(_Frozen):
 class SearchSettings(_Frozen):
     """How candidates are proposed and scheduled."""
 
-    sampler: Literal["tpe", "nsga2", "random"] = "tpe"
+    sampler: Literal["tpe", "nsga2", "random", "cost_aware"] = "tpe"
     # The budget: the search stops at whichever is reached first; at least one is required.
     n_trials: int | None = Field(None, ge=1, le=100_000, description="trained trials")
     budget_epochs: int | None = Field(None, ge=1, description="training epochs, all trials together")

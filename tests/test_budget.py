@@ -96,7 +96,7 @@ def test_pace_fits_a_line_through_memory_and_falls_back_to_proportion():
     assert len(pace.samples) == 2
 
 
-@pytest.mark.parametrize("seconds,text", [(45, "45 s"), (600, "10 min"), (3 * 3600, "3.0 h"),
+@pytest.mark.parametrize("seconds,text", [(0.42, "0.4 s"), (45, "45 s"), (600, "10 min"), (3 * 3600, "3.0 h"),
                                           (31 * 3600, "31.0 h"), (5 * 86400, "5.0 days")])
 def test_durations_read_as_words(seconds, text):
     assert format_duration(seconds) == text

@@ -21,9 +21,17 @@ from scipy.stats import norm
 __all__ = ["expected_improvement", "hypervolume", "improvement_cells", "pareto_mask"]
 
 
+def _as_costs(costs: np.ndarray, n: int) -> np.ndarray:
+    """Costs as an (n, d) array (a 1-D array is one cost per point)."""
+    costs = np.asarray(costs, dtype=float)
+    if costs.ndim == 2:
+        return costs
+    return costs.reshape(n, -1) if n else costs.reshape(0, 0)
+
+
 def _clean(acc: np.ndarray, costs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     acc = np.asarray(acc, dtype=float).reshape(-1)
-    costs = np.asarray(costs, dtype=float).reshape(len(acc), -1)
+    costs = _as_costs(costs, len(acc))
     keep = np.isfinite(acc) & np.all(np.isfinite(costs), axis=1)
     return acc[keep], costs[keep]
 
@@ -38,7 +46,7 @@ def pareto_mask(acc: np.ndarray, costs: np.ndarray) -> np.ndarray:
         costs: Costs of each point, shape (n, d) (d may be 0).
     """
     acc = np.asarray(acc, dtype=float).reshape(-1)
-    costs = np.asarray(costs, dtype=float).reshape(len(acc), -1)
+    costs = _as_costs(costs, len(acc))
     ok = np.isfinite(acc) & np.all(np.isfinite(costs), axis=1)
     # ge[i, j]: i is at least as good as j in every objective; gt: better in one.
     ge = (acc[:, None] >= acc[None, :]) & np.all(costs[:, None, :] <= costs[None, :, :], axis=2)
@@ -93,7 +101,8 @@ def improvement_cells(front_acc: np.ndarray, front_costs: np.ndarray, lower: np.
 def hypervolume(acc: np.ndarray, costs: np.ndarray, ref_acc: float = 0.0) -> float:
     """Volume dominated by the points within the reference box: costs in [0, 1] (scaled by the
     reference), accuracy above ``ref_acc``. Points beyond the reference count for nothing."""
-    costs = np.asarray(costs, dtype=float).reshape(len(np.atleast_1d(acc)), -1)
+    acc = np.asarray(acc, dtype=float).reshape(-1)
+    costs = _as_costs(costs, len(acc))
     volumes, heights = improvement_cells(acc, costs, np.zeros(costs.shape[1]), ref_acc)
     return float(np.sum(volumes * (heights - ref_acc)))
 

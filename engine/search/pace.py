@@ -17,7 +17,9 @@ __all__ = ["Pace", "format_duration"]
 
 
 def format_duration(seconds: float) -> str:
-    """``seconds`` in words: "45 s", "12 min", "3.5 h", "2.1 days"."""
+    """``seconds`` in words: "0.4 s", "45 s", "12 min", "3.5 h", "2.1 days"."""
+    if seconds < 9.95:
+        return f"{seconds:.1f} s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:

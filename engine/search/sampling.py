@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import optuna
@@ -11,7 +12,8 @@ from engine.registry import Registry
 from engine.search.protocol import EPOCH
 from engine.spec import SearchSpec
 
-__all__ = ["SAMPLERS", "SCHEDULERS", "CurveAwareTPESampler", "make_sampler", "make_scheduler"]
+__all__ = ["SAMPLERS", "SCHEDULERS", "CurveAwareTPESampler", "make_sampler", "make_scheduler",
+           "startup_trials"]
 
 SAMPLERS: Registry[Any] = Registry("sampler")
 SCHEDULERS: Registry[Any] = Registry("scheduler")
@@ -56,12 +58,20 @@ def _accuracy_direction(spec: SearchSpec) -> str:
     return next((o.direction for o in spec.objectives if o.metric == "val_accuracy"), "maximize")
 
 
+def startup_trials(spec: SearchSpec) -> int:
+    """Trials drawn before TPE models anything (and the size of the start-up design the
+    driver enqueues for tpe and nsga2: engine.search.startup)."""
+    return max(2, min(10, spec.planned_trials // 3))
+
+
 @SAMPLERS.register("tpe")
 def _tpe(spec: SearchSpec) -> optuna.samplers.BaseSampler:
     s = spec.search
-    return CurveAwareTPESampler(seed=s.seed, multivariate=True, group=len(spec.model) > 1,
-                                n_startup_trials=max(2, min(10, spec.planned_trials // 3)),
-                                curve_direction=_accuracy_direction(spec))
+    with warnings.catch_warnings():  # multivariate/group: "experimental" in Optuna 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return CurveAwareTPESampler(seed=s.seed, multivariate=True, group=len(spec.model) > 1,
+                                    n_startup_trials=startup_trials(spec),
+                                    curve_direction=_accuracy_direction(spec))
 
 
 @SAMPLERS.register("nsga2")
@@ -73,6 +83,15 @@ def _nsga2(spec: SearchSpec) -> optuna.samplers.BaseSampler:
 @SAMPLERS.register("random")
 def _random(spec: SearchSpec) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=spec.search.seed)
+
+
+@SAMPLERS.register("cost_aware")
+def _cost_aware(spec: SearchSpec) -> optuna.samplers.BaseSampler:
+    # Needs the search's screen to know costs: the driver calls its ``attach`` once the screen
+    # exists (engine.search.cost_aware).
+    from engine.search.cost_aware import CostAwareSampler
+
+    return CostAwareSampler.from_spec(spec)
 
 
 @SCHEDULERS.register("fifo")

@@ -25,7 +25,7 @@ from scipy.linalg import cho_factor, cho_solve, solve_triangular
 from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
-__all__ = ["GaussianProcess", "ParamEncoder"]
+__all__ = ["CurveModel", "GaussianProcess", "ParamEncoder"]
 
 
 class ParamEncoder:
@@ -73,17 +73,16 @@ class ParamEncoder:
         return out
 
 
-def _matern52(x1: np.ndarray, x2: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The Matern-5/2 correlation and the scaled squared differences.
+def _squared_differences(x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
+    """(x1_i - x2_j)^2 per column, flattened: shape (n1 * n2, d)."""
+    return ((x1[:, None, :] - x2[None, :, :]) ** 2).reshape(-1, x1.shape[1])
 
-    Returns:
-        (k, d2): ``k`` (n1, n2); ``d2`` (n1, n2, d), ``((x1 - x2) / lengths)^2`` per column.
-    """
-    diff = (x1[:, None, :] - x2[None, :, :]) / lengths
-    d2 = diff * diff
-    r = np.sqrt(np.maximum(d2.sum(axis=2), 0.0))
+
+def _matern52(sq: np.ndarray, lengths: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The Matern-5/2 correlation, shape ``shape``, from :func:`_squared_differences`."""
+    r = np.sqrt(np.maximum(sq @ (1.0 / lengths**2), 0.0)).reshape(shape)
     s5r = math.sqrt(5.0) * r
-    return (1.0 + s5r + 5.0 / 3.0 * r * r) * np.exp(-s5r), d2
+    return (1.0 + s5r + 5.0 / 3.0 * r * r) * np.exp(-s5r)
 
 
 class GaussianProcess:
@@ -92,11 +91,13 @@ class GaussianProcess:
     Inputs are expected in [0, 1] per column; targets are standardised internally. The
     hyperparameters (log amplitude, log length per column, log noise) maximise the log
     marginal likelihood plus weak log-normal priors (lengths around 1, noise around 5% of the
-    targets' spread), from a fixed start and ``restarts`` seeded random ones.
+    targets' spread), from a fixed start, an optional warm start (the last fit's) and
+    ``restarts`` seeded random ones. Linear algebra runs on one BLAS thread: the matrices are
+    small, and on a CPU shared with training workers a threaded Cholesky is 30x slower.
 
     Args:
         seed: Seeds the random restarts (fits are reproducible).
-        restarts: Random starting points besides the default one.
+        restarts: Random starting points besides the fixed and warm ones.
     """
 
     # (prior mean, prior sd, lower bound, upper bound) of each log hyperparameter
@@ -104,17 +105,17 @@ class GaussianProcess:
     _LEN = (0.0, 1.5, math.log(0.03), math.log(30.0))
     _NOISE = (math.log(0.05), 1.5, math.log(1e-4), math.log(1.0))
 
-    def __init__(self, *, seed: int = 0, restarts: int = 2):
+    def __init__(self, *, seed: int = 0, restarts: int = 1):
         self.seed = seed
         self.restarts = restarts
         self.theta: np.ndarray | None = None
 
     # -- fitting ----------------------------------------------------------------------------
-    def fit(self, x: np.ndarray, y: np.ndarray, noise_scale: np.ndarray | None = None,
-            theta: np.ndarray | None = None) -> GaussianProcess:
+    def fit(self, x: np.ndarray, y: np.ndarray, noise_scale: np.ndarray | None = None, *,
+            warm: np.ndarray | None = None) -> GaussianProcess:
         """Fit to ``x`` (n, d) and ``y`` (n,); ``noise_scale`` (n,) multiplies the learnt noise
-        variance per point (1 by default). With ``theta`` given, the hyperparameters are kept
-        (only conditioning on the data)."""
+        variance per point (1 by default); ``warm`` is an extra starting point (``theta`` of an
+        earlier fit with as many columns)."""
         self.x = np.asarray(x, dtype=float)
         y = np.asarray(y, dtype=float)
         self.noise_scale = np.ones(len(y)) if noise_scale is None else np.asarray(noise_scale, float)
@@ -123,13 +124,10 @@ class GaussianProcess:
         self.y_std = spread if spread > 1e-9 else 1.0
         self.z = (y - self.y_mean) / self.y_std
         d = self.x.shape[1]
-        if theta is None:
-            # One BLAS thread: these matrices are small, and on a CPU shared with training
-            # workers a threaded Cholesky is 30x slower than a single-threaded one.
-            with threadpool_limits(1):
-                theta = self._optimise(d)
-        self.theta = np.asarray(theta, dtype=float)
-        self._factor()
+        self._sq = _squared_differences(self.x, self.x)
+        with threadpool_limits(1):
+            self.theta = self._optimise(d, warm)
+            self._factor()
         return self
 
     def _bounds(self, d: int) -> list[tuple[float, float]]:
@@ -145,7 +143,8 @@ class GaussianProcess:
     def _objective(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Negative log marginal likelihood plus prior, and its gradient in theta."""
         amp, lengths, noise = math.exp(theta[0]), np.exp(theta[1:-1]), math.exp(theta[-1])
-        corr, d2 = _matern52(self.x, self.x, lengths)
+        n = len(self.z)
+        corr = _matern52(self._sq, lengths, (n, n))
         k = amp * corr + np.diag(noise * self.noise_scale + 1e-8)
         try:
             c = cho_factor(k, lower=True)
@@ -154,20 +153,22 @@ class GaussianProcess:
         alpha = cho_solve(c, self.z)
         nll = 0.5 * float(self.z @ alpha) + float(np.log(np.diag(c[0])).sum())
         w = cho_solve(c, np.eye(len(self.z))) - np.outer(alpha, alpha)  # K^-1 - a a^T
-        r = np.sqrt(d2.sum(axis=2))
-        # d corr / d log(length_j) = 5/3 (1 + sqrt5 r) exp(-sqrt5 r) d2_j
+        r = np.sqrt(np.maximum(self._sq @ (1.0 / lengths**2), 0.0))
+        # d corr / d log(length_j) = 5/3 (1 + sqrt5 r) exp(-sqrt5 r) (x_i - x_j)_j^2 / length_j^2
         g_len = amp * 5.0 / 3.0 * (1.0 + math.sqrt(5.0) * r) * np.exp(-math.sqrt(5.0) * r)
         grad = np.empty_like(theta)
         grad[0] = 0.5 * float(np.sum(w * amp * corr))
-        grad[1:-1] = 0.5 * ((w * g_len).reshape(-1) @ d2.reshape(-1, d2.shape[2]))
+        grad[1:-1] = 0.5 * (((w.reshape(-1) * g_len) @ self._sq) / lengths**2)
         grad[-1] = 0.5 * float(np.sum(np.diag(w) * noise * self.noise_scale))
         prior, g_prior = self._prior(theta)
         return nll + prior, grad + g_prior
 
-    def _optimise(self, d: int) -> np.ndarray:
+    def _optimise(self, d: int, warm: np.ndarray | None) -> np.ndarray:
         bounds = self._bounds(d)
         rng = np.random.default_rng(self.seed)
         starts = [np.array([0.0] + [math.log(0.5)] * d + [math.log(0.05)])]
+        if warm is not None and len(warm) == d + 2:
+            starts.append(np.clip(warm, [b[0] for b in bounds], [b[1] for b in bounds]))
         for _ in range(self.restarts):
             starts.append(np.array([rng.uniform(lo, hi) for lo, hi in bounds]))
         best, best_f = starts[0], math.inf
@@ -180,8 +181,9 @@ class GaussianProcess:
 
     def _factor(self) -> None:
         amp, lengths, noise = self.hyperparameters()
-        corr, _ = _matern52(self.x, self.x, lengths)
-        k = amp * corr + np.diag(noise * self.noise_scale + 1e-8)
+        n = len(self.z)
+        k = amp * _matern52(_squared_differences(self.x, self.x), lengths, (n, n))
+        k = k + np.diag(noise * self.noise_scale + 1e-8)
         self._chol = cho_factor(k, lower=True)
         self._alpha = cho_solve(self._chol, self.z)
 
@@ -197,9 +199,10 @@ class GaussianProcess:
         target units (the observation noise is not included)."""
         amp, lengths, _ = self.hyperparameters()
         x = np.asarray(x, dtype=float)
-        ks = amp * _matern52(x, self.x, lengths)[0]  # (m, n)
+        ks = amp * _matern52(_squared_differences(x, self.x), lengths, (len(x), len(self.x)))
         mean = ks @ self._alpha
-        v = solve_triangular(self._chol[0], ks.T, lower=True)
+        with threadpool_limits(1):
+            v = solve_triangular(self._chol[0], ks.T, lower=True)
         var = np.maximum(amp - np.sum(v * v, axis=0), 1e-12)
         return self.y_mean + self.y_std * mean, self.y_std * np.sqrt(var)
 
@@ -213,5 +216,56 @@ class GaussianProcess:
         out.y_mean, out.y_std = self.y_mean, self.y_std
         out.z = (np.concatenate([ys, y]) - out.y_mean) / out.y_std
         out.theta = self.theta
-        out._factor()
+        with threadpool_limits(1):
+            out._factor()
+        return out
+
+
+class CurveModel:
+    """Accuracy at the full epoch budget, learnt from every finished epoch of every trial.
+
+    Each observation is a candidate's features, the fraction of the epoch budget trained when
+    it was measured, and the validation accuracy then. The fraction is one more input of the
+    GP, and predictions are made at fraction 1: a trial pruned after 2 of 8 epochs still tells
+    the model about its neighbourhood, as does the start of a trial still running. Points
+    with a ``weight`` above 1 have their noise scaled up by it (so one long curve does not
+    outweigh several finished trials).
+
+    Args:
+        seed: Seeds the GP's restarts.
+    """
+
+    def __init__(self, *, seed: int = 0):
+        self.seed = seed
+        self.gp: GaussianProcess | None = None
+
+    def fit(self, features: np.ndarray, fraction: np.ndarray, accuracy: np.ndarray,
+            weight: np.ndarray, *, warm: np.ndarray | None = None) -> CurveModel:
+        """Fit to n observations: ``features`` (n, d), the others (n,)."""
+        x = np.column_stack([features, fraction])
+        self.gp = GaussianProcess(seed=self.seed).fit(x, accuracy, weight, warm=warm)
+        return self
+
+    @property
+    def theta(self) -> np.ndarray | None:
+        """The fitted hyperparameters (a warm start for the next fit)."""
+        return None if self.gp is None else self.gp.theta
+
+    def _at_end(self, features: np.ndarray) -> np.ndarray:
+        return np.column_stack([features, np.ones(len(features))])
+
+    def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and sd of the accuracy after the full budget, per row of ``features``."""
+        if self.gp is None:
+            raise RuntimeError("CurveModel.fit() has not been called")
+        return self.gp.predict(self._at_end(features))
+
+    def assuming(self, features: np.ndarray, accuracy: np.ndarray) -> CurveModel:
+        """A copy that takes ``accuracy`` at the full budget as observed at ``features``
+        (the "kriging believer" for trials still running: others are then chosen away from
+        them)."""
+        if self.gp is None:
+            raise RuntimeError("CurveModel.fit() has not been called")
+        out = CurveModel(seed=self.seed)
+        out.gp = self.gp.with_points(self._at_end(features), accuracy, np.ones(len(accuracy)))
         return out

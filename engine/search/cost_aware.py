@@ -1,0 +1,382 @@
+"""The cost-aware sampler: train the candidate expected to add most to the feasible front.
+
+A candidate's memory and size are known before it trains (engine.search.screen); only its
+accuracy is uncertain. So for each trial the sampler draws a pool of candidates, learns what
+they cost (exactly for those worth a prediction, estimated for the rest: see
+engine.search.candidates) and picks the one with the highest expected hypervolume improvement
+of the feasible front (engine.search.hypervolume) under a Gaussian-process model of accuracy
+fitted to every trained epoch of finished, pruned and running trials
+(:class:`~engine.search.surrogate.CurveModel`). Candidates are screened before they are picked,
+so nothing over a cap is ever asked for. The start-up trials are spread over the predicted
+memory range instead (engine.search.startup), from the smallest feasible candidate to the cap.
+
+The space is define-by-run and conditional (families), so the whole candidate is chosen when
+the trial asks for its first parameter, stored on the trial (system attribute), and each
+parameter is answered from it. Choosing then, not in ``before_trial``, keeps the work outside
+the database lock the driver holds around ``study.ask``. A trial enqueued with fixed
+parameters keeps them (any it lacks are drawn at random).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.trial import FrozenTrial
+
+from engine.caps import CapsConfig
+from engine.search.candidates import Candidate, CandidateDrawer, CostOracle, Screen
+from engine.search.evidence import Evidence, Goals, read_study
+from engine.search.hypervolume import expected_improvement, improvement_cells, pareto_mask
+from engine.search.protocol import TrialConfig
+from engine.search.space import SearchSpace
+from engine.search.startup import spread_pick
+from engine.search.surrogate import CurveModel, ParamEncoder
+
+if TYPE_CHECKING:
+    from engine.spec import SearchSpec
+
+__all__ = ["CostAwareSampler"]
+
+PARAMS_ATTR = "cost_aware:params"  # the candidate chosen for a trial ({} if none)
+INFO_ATTR = "cost_aware:info"  # how: {"phase", "seconds", "screens"}
+_MAX_POINTS = 160  # accuracy observations the model is fitted to (a fit is ~0.3 s at 160)
+
+
+class CostAwareSampler(BaseSampler):
+    """Chooses each candidate by expected improvement of the feasible front, costs known.
+
+    Args:
+        space: The compiled search space (the candidates are drawn through it).
+        objectives: (metric, direction) of each study objective, in order. The accuracy
+            objective is modelled; ``peak_memory_mb`` and ``param_count`` objectives
+            (minimised) are the costs. A maximised cost is left out of the acquisition.
+        caps: The per-trial caps; the memory and size caps are the reference point of the
+            costs (else 1.1x the largest cost seen).
+        epochs: Epochs of a full trial (learning curves are read as fractions of it).
+        n_startup: Trained trials spread over the memory range before the model chooses.
+        seed: Makes the choices reproducible (given the same study history).
+        pool_size: Fresh random candidates drawn per trial (besides variations of the front's
+            members and screened candidates not yet trained).
+        max_screens: Candidates screened (a memory prediction, 1-15 s each) per trial, at most,
+            beyond which the sampler picks among those already screened.
+
+    Without :meth:`attach`, costs are unknown and the sampler picks at random among its pool.
+    """
+
+    def __init__(self, space: SearchSpace, *, objectives: Sequence[tuple[str, str]],
+                 caps: CapsConfig | None = None, epochs: int = 1, n_startup: int = 4,
+                 seed: int | None = None, pool_size: int = 24, max_screens: int = 4):
+        self.space = space
+        self.goals = Goals.of(objectives)
+        self.caps = caps or CapsConfig()
+        self.epochs = epochs
+        self.n_startup = n_startup
+        self.seed = seed if seed is not None else int(np.random.default_rng().integers(2**31))
+        self.pool_size = pool_size
+        self.max_screens = max_screens
+        self.drawer = CandidateDrawer(space)
+        self.encoder = ParamEncoder(self.drawer.distributions)
+        self.oracle = CostOracle(caps=self.caps)
+        self._fallback = RandomSampler(seed=self.seed)
+        self._chosen: dict[int, dict[str, Any]] = {}  # trial id -> chosen params
+        self._picked: set[str] = set()
+        self._warm: np.ndarray | None = None  # last accuracy-model hyperparameters
+
+    @classmethod
+    def from_spec(cls, spec: SearchSpec) -> CostAwareSampler:
+        """The sampler a spec asks for (``search.sampler: cost_aware``): a quarter of the
+        planned trials (at least 4) as start-up."""
+        return cls(SearchSpace(spec), objectives=[(o.metric, o.direction) for o in spec.objectives],
+                   caps=spec.constraints, epochs=spec.train.epochs,
+                   n_startup=max(4, _planned_trials(spec) // 4), seed=spec.search.seed)
+
+    def attach(self, screen: Screen, *, param_count: Callable[[TrialConfig], int] | None = None
+               ) -> None:
+        """Give the sampler the search's screen (memory, size, caps), and optionally a cheap
+        exact parameter count (``CandidateScreen.param_count``)."""
+        self.oracle.screen_fn = screen
+        self.oracle.param_count = param_count
+
+    # -- Optuna's sampler interface ---------------------------------------------------------
+    def infer_relative_search_space(self, study: optuna.Study,
+                                    trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        params = self._chosen.get(trial._trial_id)
+        if params is None:
+            attrs = trial.system_attrs
+            if "fixed_params" in attrs:  # enqueued: its own parameters, the rest at random
+                params = {}
+            else:
+                params = attrs.get(PARAMS_ATTR)
+                if params is None:
+                    params = self._choose_and_record(study, trial)
+            self._chosen[trial._trial_id] = params
+        if param_name in params:
+            value = params[param_name]
+            try:
+                if param_distribution._contains(param_distribution.to_internal_repr(value)):
+                    return value
+            except ValueError:  # not one of a categorical's choices: drawn instead
+                pass
+        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: Any,
+                    values: Sequence[float] | None) -> None:
+        self._chosen.pop(trial._trial_id, None)
+
+    def reseed_rng(self) -> None:
+        self._fallback.reseed_rng()
+
+    # -- choosing ---------------------------------------------------------------------------
+    def _choose_and_record(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        screens = self.oracle.new_screens
+        cand, phase = self.choose(study, trial.number)
+        params = dict(cand.params) if cand is not None else {}
+        if cand is not None:
+            self._picked.add(cand.key)
+        storage = study._storage
+        storage.set_trial_system_attr(trial._trial_id, PARAMS_ATTR, params)
+        storage.set_trial_system_attr(trial._trial_id, INFO_ATTR, {
+            "phase": phase, "seconds": round(time.perf_counter() - t0, 3),
+            "screens": self.oracle.new_screens - screens})
+        return params
+
+    def choose(self, study: optuna.Study, number: int) -> tuple[Candidate | None, str]:
+        """The candidate for trial ``number`` and how it was chosen (``startup``, ``ehvi``,
+        ``random``); None leaves every parameter to a random draw."""
+        rng = np.random.default_rng([self.seed, number])
+        ev = read_study(study.get_trials(deepcopy=False), self.goals, self.epochs, self.oracle,
+                        exclude=number)
+        pool = self._pool(ev, rng)
+        if not pool:
+            return None, "random"
+        if not self.oracle.can_screen and self.oracle.param_count is None:
+            return pool[int(rng.integers(len(pool)))], "random"
+        self.oracle.fit_memory(self.encoder, ev.memory_rows)
+        fitted = None
+        if ev.n_trained >= self.n_startup and self.goals.accuracy is not None:
+            fitted = self._fit_model(ev, pool)
+        if fitted is None:
+            pick = spread_pick(pool, ev.spread_costs(self.oracle), self.oracle,
+                               n_strata=max(1, self.n_startup), budget=self.max_screens, rng=rng)
+            return pick, "startup"
+        return self._best(pool, ev, *fitted), "ehvi"
+
+    def _pool(self, ev: Evidence, rng: np.random.Generator) -> list[Candidate]:
+        """Fresh draws, variations of the front's members, and screened feasible candidates
+        not yet trained; never a candidate a trial already has."""
+        around = []
+        for params in ev.front_params[:8]:
+            # Two neighbours of each front member: one near it, one with a third redrawn.
+            around.append(self.drawer.nudge(params, rng))
+            names = list(params)
+            keep = rng.random(len(names)) > 0.3
+            if keep.all() and names:
+                keep[rng.integers(len(names))] = False
+            around.append({n: params[n] for n, k in zip(names, keep, strict=True) if k})
+        fresh = self.drawer.draw(self.pool_size, int(rng.integers(2**31)), around)
+        kept = [c for c in self.oracle.archive.values() if c.feasible][-32:]
+        out, keys = [], set(ev.seen | self._picked)
+        for c in fresh + kept:
+            if c.key not in keys:
+                keys.add(c.key)
+                out.append(self.oracle.known(c))
+        return out
+
+    # -- the model and the acquisition ------------------------------------------------------
+    def _fit_model(self, ev: Evidence, pool: list[Candidate]
+                   ) -> tuple[CurveModel, _FeatureScale] | None:
+        """The accuracy model fitted to the trained trials' curves, and the feature scaling it
+        was fitted with (None: fewer than two trials with a finished epoch)."""
+        obs = [o for o in ev.trained if o.curve and o.size is not None]
+        if len({o.number for o in obs}) < 2:
+            return None
+        # Front members first, then the latest trials, until the point budget is spent.
+        on_front = ev.front_numbers
+        obs.sort(key=lambda o: (o.number not in on_front, -o.number))
+        rows, feats, fracs, accs, weights = 0, [], [], [], []
+        scale = _FeatureScale.of(ev, pool, self.oracle)
+        for o in obs:
+            if rows + len(o.curve) > _MAX_POINTS:
+                break
+            f = scale.features(self.encoder, o.params, o.memory, o.size)
+            for i, (frac, acc) in enumerate(o.curve):
+                last = i == len(o.curve) - 1
+                feats.append(f)
+                fracs.append(frac)
+                accs.append(self.goals.signed(acc))
+                weights.append(1.0 if (last and o.final) else float(len(o.curve)))
+            rows += len(o.curve)
+        model = CurveModel(seed=self.seed).fit(np.array(feats), np.array(fracs), np.array(accs),
+                                               np.array(weights), warm=self._warm)
+        self._warm = model.theta
+        return model, scale
+
+    def _best(self, pool: list[Candidate], ev: Evidence, model: CurveModel,
+              scale: _FeatureScale) -> Candidate | None:
+        """Score the pool; screen the most promising unscreened candidates while one could
+        beat the best screened one (``max_screens`` at most; three times that while none
+        screened is feasible); return the best screened feasible candidate."""
+        pending = [o for o in ev.pending if o.size is not None]
+        if pending:
+            f = np.array([scale.features(self.encoder, o.params, o.memory, o.size)
+                          for o in pending])
+            believed, _ = model.predict(f)
+            model = model.assuming(f, believed)
+            ev = ev.with_believed(pending, believed)
+        front = _Front.of(ev, self.goals, self.caps, pool, self.oracle)
+        score = self._scores(pool, model, scale, front)
+        if not self.oracle.can_screen:  # costs from the parameter count alone
+            return pool[int(np.argmax(score))] if np.isfinite(score).any() else None
+        screens = 0
+        while True:
+            done = [i for i, c in enumerate(pool) if c.feasible]
+            best = max(done, key=lambda i: score[i]) if done else None
+            todo = [i for i, c in enumerate(pool) if c.feasible is None and np.isfinite(score[i])
+                    and (best is None or score[i] > score[best])]
+            limit = self.max_screens if best is not None else 3 * self.max_screens
+            if not todo or screens >= limit:
+                return pool[best] if best is not None else None
+            i = max(todo, key=lambda j: score[j])
+            self.oracle.screen(pool[i])
+            screens += 1
+            score[i] = self._scores([pool[i]], model, scale, front)[0]
+
+    def _scores(self, cands: list[Candidate], model: CurveModel, scale: _FeatureScale,
+                front: _Front) -> np.ndarray:
+        """P(feasible) x expected hypervolume improvement per candidate (-inf: its cost or
+        features are unknown; 0 for a candidate screened infeasible)."""
+        mu, sd = self.oracle.estimate_log_memory(cands)
+        out = np.full(len(cands), -np.inf)
+        rows, feats = [], []
+        for i, c in enumerate(cands):
+            size = self.oracle.size(c)
+            memory = math.exp(mu[i]) if np.isfinite(mu[i]) else None
+            if size is None or (self.oracle.memory_known and memory is None):
+                continue
+            costs = front.scaled({"peak_memory_mb": memory, "param_count": size})
+            if costs is None:
+                continue
+            rows.append((i, costs, self.oracle.feasible_probability(c, mu[i], sd[i])))
+            feats.append(scale.features(self.encoder, c.params, memory, size))
+        if not rows:
+            return out
+        mean, std = model.predict(np.array(feats))
+        for (i, costs, p), m, s in zip(rows, mean, std, strict=True):
+            volumes, heights = improvement_cells(front.acc, front.costs, costs)
+            out[i] = p * expected_improvement(float(m), float(s), volumes, heights)
+        return out
+
+    def predict_accuracy(self, study: optuna.Study, params: Sequence[dict[str, Any]],
+                         memory: Sequence[float | None], size: Sequence[int]
+                         ) -> tuple[np.ndarray, np.ndarray] | None:
+        """What the accuracy model, fitted to ``study`` now, believes of candidates (mean and
+        sd at the full epoch budget); None while it has too little to fit. For inspection and
+        tests."""
+        ev = read_study(study.get_trials(deepcopy=False), self.goals, self.epochs, self.oracle)
+        pool = [Candidate(dict(p), None, size=s) for p, s in zip(params, size, strict=True)]
+        fitted = self._fit_model(ev, pool)
+        if fitted is None:
+            return None
+        model, scale = fitted
+        f = np.array([scale.features(self.encoder, p, m, s)
+                      for p, m, s in zip(params, memory, size, strict=True)])
+        mean, sd = model.predict(f)
+        return np.array([self.goals.signed(m) for m in mean]), sd
+
+
+def _planned_trials(spec: SearchSpec) -> int:
+    """Full-length trials the budget pays for: the fewer of ``n_trials`` and what
+    ``budget_epochs`` pays for (``spec.planned_trials`` takes ``n_trials`` alone when both are
+    set), 32 for a time budget alone."""
+    s = spec.search
+    limits = [n for n in (s.n_trials, s.budget_epochs and s.budget_epochs // spec.train.epochs)
+              if n]
+    return max(1, min(limits)) if limits else 32
+
+
+@dataclass(frozen=True)
+class _FeatureScale:
+    """Log memory and log size scaled to [0, 1] over the values in play this round."""
+
+    memory: tuple[float, float]
+    size: tuple[float, float]
+
+    @classmethod
+    def of(cls, ev: Evidence, pool: Sequence[Candidate], oracle: CostOracle) -> _FeatureScale:
+        mem = [o.memory for o in ev.trained if o.memory] + [c.memory_mb for c in pool
+                                                             if c.memory_mb]
+        size = [o.size for o in ev.trained if o.size] + [s for c in pool if (s := oracle.size(c))]
+        return cls(_log_range(mem), _log_range(size))
+
+    def features(self, encoder: ParamEncoder, params: dict[str, Any], memory: float | None,
+                 size: int | None) -> np.ndarray:
+        extra = [_unit(memory, self.memory), _unit(size, self.size)]
+        return np.append(encoder.encode(params), extra)
+
+
+def _log_range(values: Sequence[float]) -> tuple[float, float]:
+    logs = [math.log(v) for v in values if v and v > 0]
+    return (min(logs), max(logs)) if logs else (0.0, 0.0)
+
+
+def _unit(v: float | None, bounds: tuple[float, float]) -> float:
+    lo, hi = bounds
+    if v is None or v <= 0 or hi <= lo:
+        return 0.5
+    return (math.log(v) - lo) / (hi - lo)
+
+
+@dataclass(frozen=True)
+class _Front:
+    """The feasible front in the acquisition's units: accuracy to maximise, costs / reference."""
+
+    acc: np.ndarray  # (n,)
+    costs: np.ndarray  # (n, d)
+    scales: tuple[tuple[str, float], ...]  # (metric, reference value) per cost dimension
+
+    @classmethod
+    def of(cls, ev: Evidence, goals: Goals, caps: CapsConfig, pool: Sequence[Candidate],
+           oracle: CostOracle) -> _Front:
+        scales = []
+        for metric, _ in goals.costs:
+            if metric == "peak_memory_mb" and not oracle.memory_known:
+                continue  # candidates' memory is unknown: this cost cannot be compared
+            cap = caps.gpu_ram_mb if metric == "peak_memory_mb" else caps.max_params
+            if cap is None:
+                seen = [p.costs.get(metric, 0.0) for p in ev.front]
+                seen += [(c.memory_mb if metric == "peak_memory_mb" else oracle.size(c)) or 0.0
+                         for c in pool]
+                cap = 1.1 * max(seen, default=0.0) or 1.0
+            scales.append((metric, float(cap)))
+        pts = [p for p in ev.front if all(m in p.costs for m, _ in scales)]
+        acc = np.array([p.score for p in pts])
+        costs = np.array([[p.costs[m] / s for m, s in scales] for p in pts]).reshape(len(pts), -1)
+        keep = pareto_mask(acc, costs) if len(pts) else np.zeros(0, bool)
+        return cls(acc[keep], costs[keep], tuple(scales))
+
+    def scaled(self, values: dict[str, float | None]) -> np.ndarray | None:
+        """A candidate's costs in front units (None: one is unknown)."""
+        out = []
+        for metric, scale in self.scales:
+            v = values.get(metric)
+            if v is None:
+                return None
+            out.append(v / scale)
+        return np.array(out)
