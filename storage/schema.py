@@ -13,6 +13,7 @@ __all__ = [
     "DRIVER_PREFIX",
     "DRIVER_STALE_S",
     "STUDY_BUDGET",
+    "STUDY_DRIVERS",
     "STUDY_CONSTRAINTS",
     "STUDY_DATA",
     "STUDY_OBJECTIVES",
@@ -58,6 +59,9 @@ STUDY_DATA = "data"  # {"in_channels", "image_size", "num_classes", "classes", "
 # {"n_trials": int|None, "budget_epochs": int|None, "budget_minutes": float|None,
 #  "epochs_per_trial": int}
 STUDY_BUDGET = "budget"
+# How many driver processes have opened the study (int; a study begun before it was kept
+# counts as opened once): the next driver's sampler draws from stream number STUDY_DRIVERS.
+STUDY_DRIVERS = "drivers_opened"
 # Every `engine retrain` of the study's architectures (engine.export.retrain), oldest first:
 # list of {"trial_number": int, "epochs": int, "switch_epoch": int|None, "train_images": int,
 # "test_accuracy": float|None, "seconds": float, "path": str (absolute), "device": str,

@@ -29,6 +29,17 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def shared_ray(ray_local) -> tuple[str, dict[str, str]]:
+    """(address, environment) with which an `engine search` subprocess joins the session's
+    Ray instead of starting its own (seconds and ~700 MB saved per driver). Ray's token
+    authentication is on: the joining process presents the token this Ray wrote."""
+    address = ray_local.get_runtime_context().gcs_address
+    token = Path.home() / ".ray" / "auth_token"
+    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)} if token.exists() else {}
+    return address, env
+
+
 def tiny_spec_dict(name: str = "tiny", **overrides) -> dict:
     """A digits search small enough for a test: tiny WaveMix models, a few epochs."""
     spec = {
@@ -123,12 +134,16 @@ def engine_env() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def search_process(spec_path: Path, url: str, cwd: Path) -> Iterator[subprocess.Popen]:
-    """`engine search SPEC --storage URL` as a child process (stdout+stderr piped, text).
-    On exit the child is killed if still alive, and so are the Ray processes it left behind."""
+def search_process(spec_path: Path, url: str, cwd: Path,
+                   ray: tuple[str, dict[str, str]] | None = None) -> Iterator[subprocess.Popen]:
+    """`engine search SPEC --storage URL` as a child process (stdout+stderr piped, text),
+    joining ``ray`` (see ``shared_ray``) or starting its own. On exit the child is killed if
+    still alive, and so are the Ray processes it left behind (a joined Ray stays)."""
     before = ray_pids()
+    args, env = ([], engine_env()) if ray is None else (
+        ["--ray-address", ray[0]], {**engine_env(), **ray[1]})
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "search", str(spec_path),
-                             "--storage", url], cwd=cwd, env=engine_env(),
+                             "--storage", url, *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         yield proc

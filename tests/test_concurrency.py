@@ -38,12 +38,15 @@ def _spec(name: str, n_trials: int, epochs: int = 2, **search) -> dict:
 
 
 @contextlib.contextmanager
-def _drivers(spec_path: Path, url: str, n: int, cwd: Path):
-    """``n`` `engine search` processes started together; on exit every one still alive is
-    killed, with the Ray processes they left behind."""
+def _drivers(spec_path: Path, url: str, n: int, cwd: Path, ray: tuple[str, dict[str, str]]):
+    """``n`` `engine search` processes started together, joining the session's Ray (``ray``
+    from the ``shared_ray`` fixture: separate drivers, as on a cluster, without n Ray starts);
+    on exit every one still alive is killed, with any Ray processes left behind."""
     before = ray_pids()
+    address, ray_env = ray
     procs = [subprocess.Popen([sys.executable, "-m", "engine.cli", "search", str(spec_path),
-                               "--storage", url], cwd=cwd, env=engine_env(),
+                               "--storage", url, "--ray-address", address], cwd=cwd,
+                              env={**engine_env(), **ray_env},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for _ in range(n)]
     try:
@@ -71,6 +74,10 @@ def _check_shared_budget(url: str, name: str, n_trials: int, outs: list[str],
     trained = [t for t in trials if counts_as_trained(t)]
     assert len(trained) == n_trials, [(t.number, t.state.name) for t in trials]
     assert all(t.state == TrialState.COMPLETE for t in trained)
+    # Each driver draws from its own random stream: with one seed for all, they would train
+    # the same parameters side by side.
+    dropouts = [t.params["wavemix.dropout"] for t in trained]
+    assert len(set(dropouts)) == len(dropouts), dropouts
     # No driver failed a trial that a live peer owned.
     assert not [t for t in trials if t.state == TrialState.FAIL], [
         (t.number, t.user_attrs) for t in trials if t.state == TrialState.FAIL]
@@ -80,18 +87,18 @@ def _check_shared_budget(url: str, name: str, n_trials: int, outs: list[str],
     assert len(records) == len(procs) and {r["state"] for r in records} == {"finished"}
 
 
-def test_two_drivers_on_a_new_sqlite_study_finish_exactly_the_budget(tmp_path):
+def test_two_drivers_on_a_new_sqlite_study_finish_exactly_the_budget(tmp_path, shared_ray):
     f = write_spec(tmp_path / "s.yaml", _spec("shared", n_trials=4))
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    with _drivers(f, url, 2, tmp_path) as procs:
+    with _drivers(f, url, 2, tmp_path, shared_ray) as procs:
         outs = _finish(procs)
     _check_shared_budget(url, "shared", 4, outs, procs)
 
 
 @pytest.mark.postgres
-def test_three_drivers_on_a_new_postgresql_study_finish_exactly_the_budget(tmp_path):
+def test_three_drivers_on_a_new_postgresql_study_finish_exactly_the_budget(tmp_path, shared_ray):
     f = write_spec(tmp_path / "p.yaml", _spec("shared-pg", n_trials=5))
-    with temp_database() as url, _drivers(f, url, 3, tmp_path) as procs:
+    with temp_database() as url, _drivers(f, url, 3, tmp_path, shared_ray) as procs:
         outs = _finish(procs)
         _check_shared_budget(url, "shared-pg", 5, outs, procs)
 
@@ -108,12 +115,12 @@ def _wait_for(proc: subprocess.Popen, needle: str, timeout: float = 240) -> list
     raise AssertionError(f"never saw {needle!r}:\n{''.join(lines)[-3000:]}")
 
 
-def test_a_killed_driver_leaves_its_trial_to_the_survivor(tmp_path):
+def test_a_killed_driver_leaves_its_trial_to_the_survivor(tmp_path, shared_ray):
     """SIGKILL one of two drivers mid-trial: the other fails that trial as interrupted (its
     owner's process is gone), runs its parameters again, and finishes the whole budget."""
     f = write_spec(tmp_path / "k.yaml", _spec("killed", n_trials=4, epochs=3))
     url = f"sqlite:///{tmp_path / 'k.db'}"
-    with _drivers(f, url, 2, tmp_path) as (victim, survivor):
+    with _drivers(f, url, 2, tmp_path, shared_ray) as (victim, survivor):
         _wait_for(victim, "epoch 1/3")
         victim.kill()
         killed_at = time.time()
@@ -135,12 +142,12 @@ def test_a_killed_driver_leaves_its_trial_to_the_survivor(tmp_path):
 
 
 @pytest.mark.postgres
-def test_a_postgresql_restart_mid_search_loses_nothing(tmp_path):
+def test_a_postgresql_restart_mid_search_loses_nothing(tmp_path, shared_ray):
     server = PrivateServer()
     try:
         with temp_database(server.admin_url) as url:
             f = write_spec(tmp_path / "r.yaml", _spec("restart", n_trials=3, epochs=3))
-            with _drivers(f, url, 1, tmp_path) as (proc,):
+            with _drivers(f, url, 1, tmp_path, shared_ray) as (proc,):
                 lines = _wait_for(proc, "trial 0 COMPLETE")
                 server.restart()
                 restarted_at = time.time()

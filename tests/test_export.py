@@ -382,6 +382,47 @@ def test_retrain_trains_from_scratch_writes_a_verified_checkpoint_and_records_it
     assert runs[-1]["seconds"] > 0 and runs[-1]["finished_at"] > 0
 
 
+def test_epochs_for_minutes_fits_whole_epochs_and_the_test_pass():
+    from engine.export.retrain import epochs_for_minutes
+
+    assert epochs_for_minutes(10, epoch_s=100) == 6
+    assert epochs_for_minutes(10, epoch_s=100, test_s=30) == 5   # 570 s left: 5 epochs
+    assert epochs_for_minutes(1, epoch_s=500) == 1               # never less than one
+    assert epochs_for_minutes(600, epoch_s=0.01, max_epochs=10_000) == 10_000
+
+
+def test_measure_pace_leaves_the_model_and_random_state_alone():
+    from engine.data import DataConfig
+    from engine.export.retrain import measure_pace
+
+    data = retrain_data(DataConfig(dataset="digits"), train_size=300)
+    model = engine.create_model("wavemix", final_dim=8, depth=1, in_channels=1, image_size=8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    ips = measure_pace(model, data, TrainConfig(epochs=9, batch_size=32, switch_epoch=4), "cpu")
+    assert ips > 0 and torch.equal(torch.rand(3), expected)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_retrain_by_minutes_sizes_the_run_before_it_starts(study_url, tmp_path):
+    steps = []
+    out = tmp_path / "m.safetensors"
+    result = retrain(study_url, STUDY, minutes=0.05, train_size=200, out=out,
+                     progress=steps.append)
+    assert steps[0].message.startswith("measured ") and " in 0.05 min" in steps[0].message
+    planned = int(steps[0].message.split(": ")[1].split(" epoch")[0])
+    assert result.epochs == planned >= 1 and [s.epoch for s in steps[2:]] == list(
+        range(1, planned + 1))
+    assert load_checkpoint(out)[1]["train"]["epochs"] == planned
+    with pytest.raises(ConfigError, match="both epochs = 2 and minutes = 5.0 given"):
+        retrain(study_url, STUDY, epochs=2, minutes=5.0, out=tmp_path / "x.safetensors")
+    with pytest.raises(ConfigError, match="minutes = 0.0: give a time budget above 0"):
+        retrain(study_url, STUDY, minutes=0.0, out=tmp_path / "x.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
 def test_retrain_refuses_an_untrained_trial(study_url, tmp_path):
     with pytest.raises(StorageError, match="trial 1 .* was never trained.*: 0, 2"):
         retrain(study_url, STUDY, trial_number=1, out=tmp_path / "r.safetensors")

@@ -44,12 +44,12 @@ def _slow_spec(name: str, n_trials: int) -> dict:
                           search={"sampler": "random", "n_trials": n_trials, "max_concurrent": 1})
 
 
-def test_driver_killed_then_resumed(tmp_path):
+def test_driver_killed_then_resumed(tmp_path, shared_ray):
     f = write_spec(tmp_path / "s.yaml", _slow_spec("resume", 3))
     url = f"sqlite:///{tmp_path / 'r.db'}"
     # Let trial 0 finish and trial 1 get under way, then SIGKILL the driver mid-trial; leaving
     # the block kills the killed driver's orphaned Ray processes, by id.
-    with search_process(f, url, tmp_path) as proc:
+    with search_process(f, url, tmp_path, shared_ray) as proc:
         _wait_for(proc, "trial 1 epoch 1/4")
         proc.kill()
         proc.wait(timeout=30)
@@ -59,7 +59,7 @@ def test_driver_killed_then_resumed(tmp_path):
     done_before = study.trials[0]
     interrupted_params = study.trials[1].params
 
-    with search_process(f, url, tmp_path) as resumed:
+    with search_process(f, url, tmp_path, shared_ray) as resumed:
         out, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, out[-3000:]
     assert "1 finished, 2 to run" in out
@@ -76,10 +76,10 @@ def test_driver_killed_then_resumed(tmp_path):
     assert len(finished) == 3
 
 
-def test_worker_killed_mid_trial_is_fail_and_the_study_completes(tmp_path):
+def test_worker_killed_mid_trial_is_fail_and_the_study_completes(tmp_path, shared_ray):
     f = write_spec(tmp_path / "w.yaml", _slow_spec("worker", 3))
     url = f"sqlite:///{tmp_path / 'w.db'}"
-    with search_process(f, url, tmp_path) as proc:
+    with search_process(f, url, tmp_path, shared_ray) as proc:
         _wait_for(proc, "trial 0 epoch 1/4")
         workers = trial_worker_pids()
         assert workers, "no trial worker process found"

@@ -104,3 +104,30 @@ def test_spec_builds_pareto_asha_with_its_static_objectives():
     assert isinstance(sched, ParetoASHAScheduler)
     assert sched.rungs == [1, 3] and sched.rf == 3
     assert sched.static == [("param_count", "minimize")]
+
+
+def test_each_driver_of_a_study_draws_from_its_own_stream(tmp_path):
+    """The first driver of a study samples from the spec's seed (a lone search is
+    reproducible); every later one, together or on resume, from a stream of its own."""
+    from engine.data import load_data
+    from engine.search import prepare_study
+    from engine.search.sampling import stream_seed
+    from engine.spec import SearchSpec
+    from storage import schema
+    from tests.conftest import tiny_spec_dict
+
+    spec = SearchSpec.model_validate(tiny_spec_dict("streams", search={"sampler": "random",
+                                                                      "seed": 3}))
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    data = load_data(spec.data)
+
+    def first_draws(study: optuna.Study) -> list[float]:
+        x = optuna.distributions.FloatDistribution(0.0, 1.0)
+        return [study.sampler.sample_independent(study, None, "x", x) for _ in range(3)]
+
+    opened = [prepare_study(spec, url, data) for _ in range(3)]
+    draws = [first_draws(s) for s in opened]
+    assert draws[0] == first_draws(optuna.create_study(sampler=optuna.samplers.RandomSampler(3)))
+    assert len({tuple(d) for d in draws}) == 3, draws
+    assert opened[-1].user_attrs[schema.STUDY_DRIVERS] == 3
+    assert stream_seed(3, 0) == 3 and len({stream_seed(3, k) for k in range(50)}) == 50

@@ -98,7 +98,7 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
     from engine.export.retrain import count
 
     r = retrain(args.storage, args.study, trial_number=args.trial, epochs=args.epochs,
-                train_size=args.train_size, out=args.out, progress=EpochPrinter())
+                minutes=args.minutes, train_size=args.train_size, out=args.out, progress=EpochPrinter())
     test = f"{r.test_accuracy:.4f}" if r.test_accuracy is not None else "n/a (no test split)"
     print(f"wrote {args.out}: trial {r.trial_number} {r.family} retrained for "
           f"{count(r.epochs, 'epoch')} on {count(r.train_images, 'image')} in {r.seconds:.1f} s; "
@@ -128,6 +128,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--trial", type=int, help="trial number (default: best-accuracy Pareto point)")
     r.add_argument("--epochs", type=int, help="epochs (default: the trial's); DualOpT's switch "
                                               "epoch is scaled with it")
+    r.add_argument("--minutes", type=float, metavar="M",
+                   help="instead of --epochs: as many epochs as fit in M minutes at the pace "
+                        "measured on this machine before training starts")
     r.add_argument("--train-size", type=int, metavar="N",
                    help="train on N images only (quick runs; default: every training image)")
     r.add_argument("--out", required=True)

@@ -14,10 +14,17 @@ search; ``k = min(switch_epoch, epochs)`` or all epochs when it never switched).
 retrain epochs for the trial's ``E0``, SGD takes over after ``round(k * E / E0)`` AdamW
 epochs: the same share of the run as in the search (``E = E0`` keeps ``k`` exactly; a trial
 that never switched never switches; one that was SGD from the start stays SGD).
+
+A time budget instead of epochs (``minutes``): a few training steps of a throwaway copy of the
+model on the real data measure the pace, and the run gets as many whole epochs as fit in the
+budget, the test pass included (a learning-rate schedule needs its length up front, so the
+run is sized before it starts rather than cut when time runs out).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import os
 import time
@@ -40,8 +47,8 @@ from engine.search.protocol import TrialConfig
 from engine.train import DeviceData, EpochReport, TrainConfig, evaluate, train_model
 from storage import load_study, schema
 
-__all__ = ["RetrainProgress", "RetrainResult", "count", "retrain", "retrain_config",
-           "retrain_data"]
+__all__ = ["RetrainProgress", "RetrainResult", "count", "epochs_for_minutes", "measure_pace",
+           "retrain", "retrain_config", "retrain_data"]
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,34 @@ def _epoch_message(r: EpochReport, epochs: int) -> str:
             f"{r.seconds:.1f} s ({r.images_per_s:,.0f} images/s)")
 
 
+PROBE_BATCHES = 6  # timed steps of the pace probe (the first one, a warm-up, makes it cautious)
+
+
+def epochs_for_minutes(minutes: float, epoch_s: float, test_s: float = 0.0,
+                       max_epochs: int | None = None) -> int:
+    """Whole epochs of ``epoch_s`` seconds that fit in ``minutes`` after ``test_s`` seconds of
+    testing (at least 1, at most ``max_epochs``)."""
+    n = max(1, math.floor((60.0 * minutes - test_s) / max(epoch_s, 1e-9)))
+    return n if max_epochs is None else min(n, max_epochs)
+
+
+def measure_pace(model: torch.nn.Module, data: DataBundle, train: TrainConfig,
+                 device: str) -> float:
+    """Training images per second of ``model`` under ``train``'s recipe on ``device``, from
+    ``PROBE_BATCHES`` steps of a copy of it (the model itself and the random state are left
+    as they were)."""
+    n = min(len(data.train_y), PROBE_BATCHES * train.batch_size)
+    probe = dataclasses.replace(data, train_x=data.train_x[:n], train_y=data.train_y[:n],
+                                val_x=data.val_x[:0], val_y=data.val_y[:0], test_x=None,
+                                test_y=None)
+    cfg = train.model_copy(update={"epochs": 1, "switch_epoch": 1, "switch_patience": None}
+                           if train.optimizer == "dualopt" else {"epochs": 1})
+    reports: list[EpochReport] = []
+    with torch.random.fork_rng(devices=[]):
+        train_model(copy.deepcopy(model), probe, cfg, device=device, on_epoch=reports.append)
+    return reports[-1].images_per_s
+
+
 @dataclass(frozen=True)
 class _Plan:
     """Everything a retrain decided before training: what, how long, on which data."""
@@ -227,7 +262,8 @@ def _checkpoint(plan: _Plan, model: torch.nn.Module, test_acc: float | None, los
 
 
 def retrain(storage_url: str, study_name: str, *, trial_number: int | None = None,
-            epochs: int | None = None, train_size: int | None = None,
+            epochs: int | None = None, minutes: float | None = None,
+            train_size: int | None = None,
             out: str | os.PathLike, progress: Callable[[RetrainProgress], None] | None = None,
             device: str | None = None) -> RetrainResult:
     """Train a trial's architecture from scratch on train + validation and save it.
@@ -238,6 +274,8 @@ def retrain(storage_url: str, study_name: str, *, trial_number: int | None = Non
         trial_number: The trial whose architecture and recipe to train; None = the one
             ``engine export`` picks (the best-accuracy feasible Pareto trial).
         epochs: Epochs; None = the trial's. DualOpT's switch is scaled with it.
+        minutes: Instead of ``epochs``: as many epochs as fit in this many minutes at the
+            pace measured before training (see the module docstring).
         train_size: Cap on training images (quick runs); None = all of them.
         out: The checkpoint file to write (checked before training starts).
         progress: Receives the plan, then every finished epoch.
@@ -246,19 +284,28 @@ def retrain(storage_url: str, study_name: str, *, trial_number: int | None = Non
     Raises:
         StorageError: missing study or trial, or a trial that cannot be retrained.
         CheckpointError: ``out`` cannot be written.
-        ConfigError: ``epochs`` or ``train_size`` out of range.
+        ConfigError: ``epochs``, ``minutes`` or ``train_size`` out of range, or both
+            ``epochs`` and ``minutes`` given.
     """
     from engine.models import create_model
 
     if train_size is not None and train_size < 2:
         raise ConfigError(f"train_size = {train_size} is too small to train on; use 2 or more "
                           "(or leave it unset to use every training image)")
+    if minutes is not None and epochs is not None:
+        raise ConfigError(f"both epochs = {epochs} and minutes = {minutes} given; size the run "
+                          "by one of them")
+    if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+        raise ConfigError(f"minutes = {minutes}: give a time budget above 0 (e.g. 30)")
     path = check_output_path(out)
     plan = _plan(storage_url, study_name, trial_number, epochs, train_size, device)
     report = progress or (lambda step: None)
-    report(RetrainProgress(0, plan.train.epochs, 0.0, plan.describe()))
     torch.manual_seed(plan.train.seed)  # the initial weights, as the search drew them
     model = create_model(plan.family, **plan.model_config)
+    if minutes is not None:
+        plan, note = _fit_to_minutes(plan, model, minutes)
+        report(RetrainProgress(0, plan.train.epochs, 0.0, note))
+    report(RetrainProgress(0, plan.train.epochs, 0.0, plan.describe()))
     t0 = time.perf_counter()
     losses: list[float] = []
 
@@ -279,6 +326,24 @@ def retrain(storage_url: str, study_name: str, *, trial_number: int | None = Non
                            plan.switch, len(d.train_y), test_acc, losses[-1], seconds, path)
     _record(plan.study, result, plan.device)
     return result
+
+
+def _fit_to_minutes(plan: _Plan, model: torch.nn.Module, minutes: float) -> tuple[_Plan, str]:
+    """``plan`` with as many epochs as fit in ``minutes``, and a line saying why."""
+    ips = measure_pace(model, plan.data, plan.train, plan.device)
+    epoch_s = len(plan.data.train_y) / ips
+    n_test = 0 if plan.data.test_y is None else len(plan.data.test_y)
+    test_s = n_test / (3 * ips)  # a forward pass is about a third of a training step
+    limit = TrainConfig.model_fields["epochs"].metadata
+    max_epochs = next((m.le for m in limit if getattr(m, "le", None) is not None), None)
+    epochs = epochs_for_minutes(minutes, epoch_s, test_s, max_epochs)
+    trial_train = TrialConfig.from_dict(plan.trial.user_attrs[schema.TRIAL_CONFIG]).train
+    train = retrain_config(trial_train, epochs=epochs,
+                           switched_at=plan.trial.user_attrs.get(schema.TRIAL_SWITCHED_AT))
+    fits = "fits" if epochs * epoch_s + test_s <= 60 * minutes else "is the least there is"
+    note = (f"measured {ips:,.0f} images/s: {count(epochs, 'epoch')} of ~{epoch_s:.0f} s "
+            f"{fits} in {minutes:g} min")
+    return dataclasses.replace(plan, train=train), note
 
 
 def _record(study: optuna.Study, result: RetrainResult, device: str) -> None:

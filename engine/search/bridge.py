@@ -92,6 +92,7 @@ class OptunaBridge(Searcher):
         self.estimate_shown = False
         self._said_finished = False
         self.finished = False  # the budget, not a stop, ended this driver's run
+        self.waiting_for_peers = False  # budget taken, but a peer's trial may still free some
         self._steps: dict[int, int] = {}  # last epoch recorded per trial number
         self._live_lock = threading.Lock()  # the heartbeat thread reads `live`
 
@@ -155,14 +156,39 @@ class OptunaBridge(Searcher):
         if self.live:
             return None
         if why is not None and peers_running > 0 and self.stopped_reason is None:
-            time.sleep(1.0)  # Tune asks again at once; a peer's trial takes minutes
-            return None
+            # End this round of Tune and wait outside it (wait_for_peers). With none of its
+            # trials left, Tune asks the searcher in a blocking loop and handles no other
+            # event meanwhile, so the last trial's process and CPUs would stay held while the
+            # peer's trial waits for them (3 drivers on a 2-CPU cluster never finished).
+            self.waiting_for_peers = True
+            return Searcher.FINISHED
         reason = why or self.stopped_reason
         if reason and not self._said_finished:
             self._said_finished = True
             self.progress(reason)
         self.finished = True
         return Searcher.FINISHED
+
+    def wait_for_peers(self, poll_s: float = 2.0) -> bool:
+        """Wait, holding no Ray resources, while peers' trials hold the rest of the budget.
+
+        Returns:
+            True when budget was freed (a peer's trial failed, was pruned early or its driver
+            died): the driver starts another round. False when nothing is left to run: this
+            driver is finished (and says why).
+        """
+        while True:
+            with self.lock():
+                state = self.budget.read(self.study)
+                why = self.budget.why_not(state) or self._deadline_reached()
+            if why is None:
+                self.waiting_for_peers = False
+                return True
+            if state.running == 0 or self.stopped_reason is not None:
+                self.waiting_for_peers = False
+                self._finish_or_wait(why)
+                return False
+            time.sleep(poll_s)
 
     def _deadline_reached(self) -> str | None:
         deadline = self.budget.deadline

@@ -140,22 +140,31 @@ def _run_trials(spec: SearchSpec, url: str, data: DataBundle, study: optuna.Stud
                             cpus=r.cpus, device=plan.device, deadline=budget.deadline)
         trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, ctx=ctx),
                                         cluster.trial_resources(r.cpus, plan))
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=ConcurrencyLimiter(bridge, max_concurrent=spec.search.max_concurrent),
-                scheduler=make_scheduler(spec), num_samples=-1, metric=METRIC, mode="max",
-                # On the CPU a trial process is reused by the next trial: starting one (Python,
-                # torch, the data) costs seconds, 3x the whole run for small models (8 digits
-                # trials: 88 s fresh, 28 s reused). On CUDA each trial gets a fresh process,
-                # so an out-of-memory trial cannot leave its allocator state to the next.
-                reuse_actors=plan.device == "cpu"),
-            run_config=tune.RunConfig(name="wavesearch", storage_path=run_dir, verbose=0,
-                                      callbacks=[ErrorRecorder(bridge)],
-                                      failure_config=tune.FailureConfig(max_failures=0)),
-        )
-        tuner.fit()  # returns early (no exception) when Tune is interrupted by SIGINT
-        bridge.sweep()
+        rounds = 0
+        while True:
+            rounds += 1
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    search_alg=ConcurrencyLimiter(bridge, max_concurrent=spec.search.max_concurrent),
+                    scheduler=make_scheduler(spec), num_samples=-1, metric=METRIC, mode="max",
+                    # On the CPU a trial process is reused by the next trial: starting one
+                    # (Python, torch, the data) costs seconds, 3x the whole run for small
+                    # models (8 digits trials: 88 s fresh, 28 s reused). Tune drops the cached
+                    # process when the round ends, so a driver waiting for its peers holds no
+                    # CPU. On CUDA each trial gets a fresh process, so an out-of-memory trial
+                    # cannot leave its allocator state to the next.
+                    reuse_actors=plan.device == "cpu"),
+                run_config=tune.RunConfig(name=f"wavesearch-{rounds}", storage_path=run_dir,
+                                          verbose=0, callbacks=[ErrorRecorder(bridge)],
+                                          failure_config=tune.FailureConfig(max_failures=0)),
+            )
+            tuner.fit()  # returns early (no exception) when Tune is interrupted by SIGINT
+            bridge.sweep()
+            # Budget all taken, a peer's trial still running: wait outside Tune (so this
+            # driver holds no CPU or GPU) and go again if that trial frees budget.
+            if not (bridge.waiting_for_peers and bridge.wait_for_peers()):
+                break
         if bridge.finished and finished_trials(study) == 0 and bridge.smallest_rejected:
             raise _nothing_fits(bridge.smallest_rejected, "every candidate screened")
     finally:

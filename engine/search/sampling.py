@@ -13,7 +13,7 @@ from engine.search.protocol import EPOCH
 from engine.spec import SearchSpec
 
 __all__ = ["SAMPLERS", "SCHEDULERS", "CurveAwareTPESampler", "make_sampler", "make_scheduler",
-           "startup_trials"]
+           "startup_trials", "stream_seed"]
 
 SAMPLERS: Registry[Any] = Registry("sampler")
 SCHEDULERS: Registry[Any] = Registry("scheduler")
@@ -65,32 +65,32 @@ def startup_trials(spec: SearchSpec) -> int:
 
 
 @SAMPLERS.register("tpe")
-def _tpe(spec: SearchSpec) -> optuna.samplers.BaseSampler:
-    s = spec.search
+def _tpe(spec: SearchSpec, seed: int) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():  # multivariate/group: "experimental" in Optuna 5
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return CurveAwareTPESampler(seed=s.seed, multivariate=True, group=len(spec.model) > 1,
+        return CurveAwareTPESampler(seed=seed, multivariate=True, group=len(spec.model) > 1,
                                     n_startup_trials=startup_trials(spec),
                                     curve_direction=_accuracy_direction(spec))
 
 
 @SAMPLERS.register("nsga2")
-def _nsga2(spec: SearchSpec) -> optuna.samplers.BaseSampler:
-    s = spec.search
-    return optuna.samplers.NSGAIISampler(seed=s.seed, population_size=max(4, min(50, spec.planned_trials // 2)))
+def _nsga2(spec: SearchSpec, seed: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, spec.planned_trials // 2)))
 
 
 @SAMPLERS.register("random")
-def _random(spec: SearchSpec) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.RandomSampler(seed=spec.search.seed)
+def _random(spec: SearchSpec, seed: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 @SAMPLERS.register("cost_aware")
-def _cost_aware(spec: SearchSpec) -> optuna.samplers.BaseSampler:
+def _cost_aware(spec: SearchSpec, seed: int) -> optuna.samplers.BaseSampler:
     # Needs the search's screen to know costs: the driver calls its ``attach`` once the screen
     # exists (engine.search.cost_aware).
     from engine.search.cost_aware import CostAwareSampler
 
+    # Its draws are seeded by (seed, trial number), distinct across drivers: the stream seed
+    # is not needed.
     return CostAwareSampler.from_spec(spec)
 
 
@@ -120,10 +120,27 @@ def _pareto_asha(spec: SearchSpec) -> Any:
                                reduction_factor=a.reduction_factor, static_objectives=static)
 
 
-def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
+def make_sampler(spec: SearchSpec, stream: int = 0) -> optuna.samplers.BaseSampler:
     """The Optuna sampler a spec names. Constraints reach TPE and NSGA-II through
-    ``Trial.set_constraint`` (see engine.search.bridge), not through a constraints function."""
-    return SAMPLERS.get(spec.search.sampler)(spec)
+    ``Trial.set_constraint`` (see engine.search.bridge), not through a constraints function.
+
+    Args:
+        spec: The validated spec; ``search.seed`` seeds the sampler.
+        stream: Which driver of the study this is (0 for the one that created it). Drivers
+            sharing a study, or resuming it, each draw from their own random stream: with one
+            seed for all, every driver would propose the same parameters in the same order.
+    """
+    return SAMPLERS.get(spec.search.sampler)(spec, stream_seed(spec.search.seed, stream))
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """``seed`` itself for stream 0 (a lone search is reproducible from its spec), and an
+    independent seed derived from (seed, stream) for every other."""
+    if stream == 0:
+        return seed
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
 
 
 def make_scheduler(spec: SearchSpec) -> Any:

@@ -59,8 +59,13 @@ def _create_or_open(spec: SearchSpec, url: str, data: DataBundle) -> optuna.Stud
                 f"study {name!r} in {redact(url)} was begun with a different search space "
                 f"(spec hash {old} != {h}); to start a new study, change study.name in the spec "
                 "(or pass --study NEW_NAME); to continue the old one, restore its spec")
-    study = optuna.create_study(study_name=name, storage=storage, sampler=make_sampler(spec),
+    # Counted under the database lock (the caller holds it): drivers started together each get
+    # their own sampler stream.
+    stream = 0 if existing is None else int(existing.user_attrs.get(schema.STUDY_DRIVERS, 1))
+    study = optuna.create_study(study_name=name, storage=storage,
+                                sampler=make_sampler(spec, stream),
                                 directions=spec.directions, load_if_exists=True)
+    study.set_user_attr(schema.STUDY_DRIVERS, stream + 1)
     if existing is None:
         study.set_user_attr(schema.STUDY_SPEC_HASH, h)
         study.set_user_attr(schema.STUDY_SPEC, spec.model_dump(mode="json"))
