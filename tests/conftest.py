@@ -152,3 +152,17 @@ def search_process(spec_path: Path, url: str, cwd: Path,
             proc.kill()
             proc.wait()
         kill_pids(ray_pids() - before)
+
+
+def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 240) -> list[str]:
+    """Read ``proc``'s stdout line by line until one contains ``needle``; the lines read.
+    Fails (with the last output) when the process ends or ``timeout`` passes first."""
+    lines, deadline = [], time.time() + timeout
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if needle in line:
+            return lines
+    raise AssertionError(f"never saw {needle!r}:\n{''.join(lines)[-3000:]}")

@@ -21,6 +21,7 @@ from tests.conftest import (
     kill_pids,
     ray_pids,
     tiny_spec_dict,
+    wait_for_line,
     write_spec,
 )
 
@@ -103,25 +104,13 @@ def test_three_drivers_on_a_new_postgresql_study_finish_exactly_the_budget(tmp_p
         _check_shared_budget(url, "shared-pg", 5, outs, procs)
 
 
-def _wait_for(proc: subprocess.Popen, needle: str, timeout: float = 240) -> list[str]:
-    lines, deadline = [], time.time() + timeout
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if needle in line:
-            return lines
-    raise AssertionError(f"never saw {needle!r}:\n{''.join(lines)[-3000:]}")
-
-
 def test_a_killed_driver_leaves_its_trial_to_the_survivor(tmp_path, shared_ray):
     """SIGKILL one of two drivers mid-trial: the other fails that trial as interrupted (its
     owner's process is gone), runs its parameters again, and finishes the whole budget."""
     f = write_spec(tmp_path / "k.yaml", _spec("killed", n_trials=4, epochs=3))
     url = f"sqlite:///{tmp_path / 'k.db'}"
     with _drivers(f, url, 2, tmp_path, shared_ray) as (victim, survivor):
-        _wait_for(victim, "epoch 1/3")
+        wait_for_line(victim, "epoch 1/3")
         victim.kill()
         killed_at = time.time()
         victim.wait()
@@ -148,7 +137,7 @@ def test_a_postgresql_restart_mid_search_loses_nothing(tmp_path, shared_ray):
         with temp_database(server.admin_url) as url:
             f = write_spec(tmp_path / "r.yaml", _spec("restart", n_trials=3, epochs=3))
             with _drivers(f, url, 1, tmp_path, shared_ray) as (proc,):
-                lines = _wait_for(proc, "trial 0 COMPLETE")
+                lines = wait_for_line(proc, "trial 0 COMPLETE")
                 server.restart()
                 restarted_at = time.time()
                 out, _ = proc.communicate(timeout=420)

@@ -277,6 +277,22 @@ def test_startup_design_fits_and_spreads_over_memory_strata(seed):
     assert screen.calls <= 4 * 6
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_startup_design_never_repeats_a_candidate_of_a_small_space(seed):
+    """A space of 8 candidates (all under the cap): a 4-member design draws its pools from the
+    same few points again and again, and must still pick 4 different ones."""
+    raw = tiny_spec_dict(
+        "small", model={"wavemix": {"final_dim": {"type": "int", "low": 8, "high": 16, "step": 8},
+                                    "depth": {"type": "int", "low": 1, "high": 2},
+                                    "ff_channel": {"type": "categorical", "choices": [8, 16]}}},
+        constraints={"gpu_ram_mb": CAP_MB}, search={"sampler": "tpe", "seed": seed})
+    spec = SearchSpec.model_validate(raw)
+    design = startup_design(SearchSpace(spec), StubScreen(), 4, seed, caps=spec.constraints,
+                            param_count=_size)
+    assert len(design) == 4
+    assert len({tuple(sorted(p.items())) for p in design}) == 4, design
+
+
 def test_the_samplers_start_up_and_search_never_ask_an_over_cap_candidate():
     spec = _spec(3)
     screen = StubScreen()

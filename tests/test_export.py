@@ -412,7 +412,7 @@ def test_retrain_by_minutes_sizes_the_run_before_it_starts(study_url, tmp_path):
     result = retrain(study_url, STUDY, minutes=0.05, train_size=200, out=out,
                      progress=steps.append)
     assert steps[0].message.startswith("measured ") and " in 0.05 min" in steps[0].message
-    planned = int(steps[0].message.split(": ")[1].split(" epoch")[0])
+    planned = int(steps[0].message.split(": ")[1].split(" epoch")[0].replace(",", ""))
     assert result.epochs == planned >= 1 and [s.epoch for s in steps[2:]] == list(
         range(1, planned + 1))
     assert load_checkpoint(out)[1]["train"]["epochs"] == planned

@@ -6,8 +6,6 @@ Every process a test starts is stopped by its id (never `ray stop`).
 from __future__ import annotations
 
 import signal
-import subprocess
-import time
 
 import pytest
 from optuna.trial import TrialState
@@ -20,22 +18,11 @@ from tests.conftest import (
     search_process,
     tiny_spec_dict,
     trial_worker_pids,
+    wait_for_line,
     write_spec,
 )
 
 pytestmark = pytest.mark.slow
-
-
-def _wait_for(proc: subprocess.Popen, needle: str, timeout: float = 180) -> list[str]:
-    lines, deadline = [], time.time() + timeout
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if needle in line:
-            return lines
-    raise AssertionError(f"never saw {needle!r}:\n{''.join(lines)[-3000:]}")
 
 
 def _slow_spec(name: str, n_trials: int) -> dict:
@@ -50,7 +37,7 @@ def test_driver_killed_then_resumed(tmp_path, shared_ray):
     # Let trial 0 finish and trial 1 get under way, then SIGKILL the driver mid-trial; leaving
     # the block kills the killed driver's orphaned Ray processes, by id.
     with search_process(f, url, tmp_path, shared_ray) as proc:
-        _wait_for(proc, "trial 1 epoch 1/4")
+        wait_for_line(proc, "trial 1 epoch 1/4")
         proc.kill()
         proc.wait(timeout=30)
     study = load_study(url, "resume")
@@ -80,7 +67,7 @@ def test_worker_killed_mid_trial_is_fail_and_the_study_completes(tmp_path, share
     f = write_spec(tmp_path / "w.yaml", _slow_spec("worker", 3))
     url = f"sqlite:///{tmp_path / 'w.db'}"
     with search_process(f, url, tmp_path, shared_ray) as proc:
-        _wait_for(proc, "trial 0 epoch 1/4")
+        wait_for_line(proc, "trial 0 epoch 1/4")
         workers = trial_worker_pids()
         assert workers, "no trial worker process found"
         kill_pids(workers)
@@ -97,7 +84,7 @@ def test_ctrl_c_stops_cleanly_and_requeues_the_running_trial(tmp_path):
     url = f"sqlite:///{tmp_path / 'c.db'}"
     before = ray_pids()
     with search_process(f, url, tmp_path) as proc:
-        _wait_for(proc, "trial 0 epoch 1/4")
+        wait_for_line(proc, "trial 0 epoch 1/4")
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
         # The driver's own shutdown stopped every Ray process it started.

@@ -341,7 +341,8 @@ def _fit_to_minutes(plan: _Plan, model: torch.nn.Module, minutes: float) -> tupl
     train = retrain_config(trial_train, epochs=epochs,
                            switched_at=plan.trial.user_attrs.get(schema.TRIAL_SWITCHED_AT))
     fits = "fits" if epochs * epoch_s + test_s <= 60 * minutes else "is the least there is"
-    note = (f"measured {ips:,.0f} images/s: {count(epochs, 'epoch')} of ~{epoch_s:.0f} s "
+    note = (f"measured {ips:,.0f} images/s: {count(epochs, 'epoch')} of "
+            f"~{epoch_s:.{0 if epoch_s >= 10 else 1}f} s "
             f"{fits} in {minutes:g} min")
     return dataclasses.replace(plan, train=train), note
 

@@ -134,7 +134,9 @@ def startup_design(space: SearchSpace, screen: Callable[[TrialConfig], Screening
         rng = np.random.default_rng([seed, i])
         keys = {c.key for c in chosen}
         spare = [c for c in oracle.archive.values() if c.feasible and c.key not in keys]
-        pool = drawer.draw(pool_size, int(rng.integers(2**31))) + spare
+        # Never the same candidate twice (a small discrete space is drawn again and again).
+        pool = [c for c in drawer.draw(pool_size, int(rng.integers(2**31)))
+                if c.key not in keys] + spare
         oracle.fit_memory(encoder)
         counted = [v for c in chosen if (v := _cost(c, oracle))]
         pick = spread_pick(pool, counted, oracle, n_strata=n, budget=budget, rng=rng)
