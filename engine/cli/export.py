@@ -98,7 +98,8 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
     from engine.export.retrain import count
 
     r = retrain(args.storage, args.study, trial_number=args.trial, epochs=args.epochs,
-                minutes=args.minutes, train_size=args.train_size, out=args.out, progress=EpochPrinter())
+                minutes=args.minutes, train_size=args.train_size, out=args.out,
+                progress=EpochPrinter())
     test = f"{r.test_accuracy:.4f}" if r.test_accuracy is not None else "n/a (no test split)"
     print(f"wrote {args.out}: trial {r.trial_number} {r.family} retrained for "
           f"{count(r.epochs, 'epoch')} on {count(r.train_images, 'image')} in {r.seconds:.1f} s; "

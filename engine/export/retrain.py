@@ -200,11 +200,23 @@ class _Plan:
     family: str
     model_config: dict
     train: TrainConfig
-    search_epochs: int
+    search_train: TrainConfig  # the trial's own recipe, which ``train`` was derived from
     data: DataBundle
     dataset: str
     train_size: int | None
     device: str
+
+    @property
+    def search_epochs(self) -> int:
+        """Epochs the trial trained in the search."""
+        return self.search_train.epochs
+
+    def with_epochs(self, epochs: int | None) -> _Plan:
+        """This plan retrained for ``epochs`` (None: the trial's; DualOpT's switch scaled
+        with it; see ``retrain_config``)."""
+        return dataclasses.replace(self, train=retrain_config(
+            self.search_train, epochs=epochs,
+            switched_at=self.trial.user_attrs.get(schema.TRIAL_SWITCHED_AT)))
 
     @property
     def switch(self) -> int | None:
@@ -224,8 +236,6 @@ def _plan(storage_url: str, study_name: str, trial_number: int | None, epochs: i
     study = load_study(storage_url, study_name)
     trial = choose_trial(study, trial_number)
     cfg = TrialConfig.from_dict(trial.user_attrs[schema.TRIAL_CONFIG])
-    train = retrain_config(cfg.train, epochs=epochs,
-                           switched_at=trial.user_attrs.get(schema.TRIAL_SWITCHED_AT))
     spec = study.user_attrs.get(schema.STUDY_SPEC) or {}
     if "data" not in spec:
         raise StorageError(f"study {study_name!r} has no stored spec, so its data set is "
@@ -234,9 +244,9 @@ def _plan(storage_url: str, study_name: str, trial_number: int | None, epochs: i
     data = retrain_data(spec_data, train_size)
     model_config = {**cfg.model, "in_channels": data.in_channels,
                     "num_classes": data.num_classes, "image_size": data.image_size}
-    return _Plan(study, trial, cfg.family, model_config, train, cfg.train.epochs, data,
+    return _Plan(study, trial, cfg.family, model_config, cfg.train, cfg.train, data,
                  spec_data.dataset, train_size,
-                 device or ("cuda" if torch.cuda.is_available() else "cpu"))
+                 device or ("cuda" if torch.cuda.is_available() else "cpu")).with_epochs(epochs)
 
 
 def _checkpoint(plan: _Plan, model: torch.nn.Module, test_acc: float | None, loss: float,
@@ -337,14 +347,11 @@ def _fit_to_minutes(plan: _Plan, model: torch.nn.Module, minutes: float) -> tupl
     limit = TrainConfig.model_fields["epochs"].metadata
     max_epochs = next((m.le for m in limit if getattr(m, "le", None) is not None), None)
     epochs = epochs_for_minutes(minutes, epoch_s, test_s, max_epochs)
-    trial_train = TrialConfig.from_dict(plan.trial.user_attrs[schema.TRIAL_CONFIG]).train
-    train = retrain_config(trial_train, epochs=epochs,
-                           switched_at=plan.trial.user_attrs.get(schema.TRIAL_SWITCHED_AT))
     fits = "fits" if epochs * epoch_s + test_s <= 60 * minutes else "is the least there is"
     note = (f"measured {ips:,.0f} images/s: {count(epochs, 'epoch')} of "
             f"~{epoch_s:.{0 if epoch_s >= 10 else 1}f} s "
             f"{fits} in {minutes:g} min")
-    return dataclasses.replace(plan, train=train), note
+    return plan.with_epochs(epochs), note
 
 
 def _record(study: optuna.Study, result: RetrainResult, device: str) -> None:
