@@ -22,8 +22,12 @@ $(STAMP): pyproject.toml
 quickstart: $(STAMP)
 	$(BIN)/engine search search_spaces/quickstart.yaml
 
+# Test files run in TEST_WORKERS parallel workers (pytest-xdist; each file stays on one
+# worker, so its module fixtures are built once). TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 app: $(STAMP)
 	$(BIN)/engine app

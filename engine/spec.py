@@ -153,14 +153,13 @@ class SearchSpec(_Frozen):
 
     @property
     def planned_trials(self) -> int:
-        """Trials the budget allows: ``n_trials``, else the full-length trials the epoch
-        budget pays for (early stopping runs more), else a nominal 32 for a time budget."""
+        """Full-length trials the budget pays for: the fewer of ``n_trials`` and what
+        ``budget_epochs`` pays for (early stopping runs more), a nominal 32 for a time budget
+        alone. Samplers size their start-up from it."""
         s = self.search
-        if s.n_trials is not None:
-            return s.n_trials
-        if s.budget_epochs is not None:
-            return max(1, s.budget_epochs // self.train.epochs)
-        return 32
+        limits = [n for n in (s.n_trials, s.budget_epochs and s.budget_epochs // self.train.epochs)
+                  if n is not None]
+        return max(1, min(limits)) if limits else 32
 
 
 def spec_hash(spec: SearchSpec) -> str:

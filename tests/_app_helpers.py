@@ -27,7 +27,7 @@ import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from storage import open_storage, schema
-from tests.conftest import ROOT, tiny_spec_dict
+from tests.conftest import ROOT, descendants, tiny_spec_dict
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -132,23 +132,6 @@ def wait_http(url: str, timeout: float = 60.0) -> bytes:
             time.sleep(0.3)
 
 
-def children(pid: int) -> set[int]:
-    """Every live descendant of ``pid`` (by the parent links in /proc)."""
-    parents: dict[int, int] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                raw = (d / "stat").read_text()
-                fields = raw[raw.rindex(")") + 2:].split()
-                if fields[0] != "Z":
-                    parents[int(d.name)] = int(fields[1])
-    out, frontier = set(), {pid}
-    while frontier:
-        frontier = {c for c, p in parents.items() if p in frontier} - out
-        out |= frontier
-    return out
-
-
 @contextlib.contextmanager
 def app_server(url: str, run_dir: Path, cwd: Path) -> Iterator[tuple[subprocess.Popen, int]]:
     """``engine app --storage URL`` on a free port; stopped (SIGTERM to its pid) at the end."""
@@ -168,7 +151,7 @@ def app_server(url: str, run_dir: Path, cwd: Path) -> Iterator[tuple[subprocess.
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                for pid in children(proc.pid):
+                for pid in descendants(proc.pid):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 proc.kill()

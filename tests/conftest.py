@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -14,8 +15,25 @@ from pathlib import Path
 import pytest
 import yaml
 
+from app.runs import session_pids  # the app's own: a launched search and what it started
+
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # 2-core CI: trials and tests must not oversubscribe
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any test (in the controller when test files run in parallel workers): make sure
+    Ray's auth token exists. The first Ray started on a machine writes ~/.ray/auth_token and
+    every later one reads it; two workers starting their first Ray at once could each write
+    a different token, and a driver joining one Ray would present the other's."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    token = Path.home() / ".ray" / "auth_token"
+    if not token.exists():
+        token.parent.mkdir(parents=True, exist_ok=True)
+        part = token.with_suffix(f".{os.getpid()}")
+        part.write_text(secrets.token_hex(32))  # Ray's own format: 256 random bits, hex
+        os.replace(part, token)
 
 
 @pytest.fixture(scope="session")
@@ -91,42 +109,79 @@ def finished_search(ray_local, tmp_path_factory):
 
 
 # -- processes: tests stop every process they start, by its id (never `ray stop`) ---------
+# Every process a test starts gets a session of its own (`spawn`), and so do the Ray processes
+# it starts in turn (Ray does not leave its parent's session). What a test left behind is then
+# its child's session: the same check holds when test files run in parallel pytest workers,
+# where "Ray processes that appeared since the test began" would include the other worker's.
 RAY_MARKERS = ("raylet", "gcs_server", "ray::", "ray/_private", "dashboard/agent", "runtime_env/agent")
 
 
-def _cmdlines() -> Iterator[tuple[int, str]]:
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every live (not zombie) process."""
+    out = {}
     for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                yield int(d.name), (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(
-                    errors="replace")
-            except OSError:
-                continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            raw = (d / "stat").read_text() if d.name.isdigit() else ""
+            fields = raw[raw.rindex(")") + 2:].split() if raw else ["Z"]
+            if fields[0] != "Z":
+                out[int(d.name)] = int(fields[1])
+    return out
 
 
-def ray_pids() -> set[int]:
-    """Every Ray process on the machine (compare before/after to find a test's own)."""
-    return {pid for pid, cmd in _cmdlines() if any(m in cmd for m in RAY_MARKERS)}
+def spawn(args: list[str], **kwargs) -> subprocess.Popen:
+    """``subprocess.Popen`` in a new session (its id is the child's pid; ``session_pids``
+    lists its processes)."""
+    return subprocess.Popen(args, start_new_session=True, **kwargs)
 
 
-def trial_worker_pids() -> set[int]:
-    """Ray worker processes currently executing a trial (their process title names it)."""
-    return {pid for pid, cmd in _cmdlines()
-            if cmd.startswith("ray::ImplicitFunc") or cmd.startswith("ray::run_trial")}
+def ray_session_pids(sid: int) -> set[int]:
+    """Ray processes of session ``sid`` (a ``spawn``ed child's pid), even those re-parented
+    after the child died."""
+    return {pid for pid in session_pids(sid) if any(m in _cmdline(pid) for m in RAY_MARKERS)}
 
 
-def new_ray_pids(before: set[int], grace_s: float = 20.0) -> set[int]:
-    """Ray processes started since ``before`` that are still alive after ``grace_s`` seconds."""
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live descendant of ``pid`` (by the parent links in /proc)."""
+    parents = _parents()
+    out, frontier = set(), {pid}
+    while frontier:
+        frontier = {c for c, p in parents.items() if p in frontier} - out
+        out |= frontier
+    return out
+
+
+def trial_worker_pids(under: int) -> set[int]:
+    """Ray worker processes executing a trial (their process title names it) among the
+    descendants of ``under`` (this test process, for the session's own Ray)."""
+    return {pid for pid in descendants(under)
+            if _cmdline(pid).startswith(("ray::ImplicitFunc", "ray::run_trial"))}
+
+
+def lingering(sid: int, grace_s: float = 20.0) -> set[int]:
+    """Ray processes of session ``sid`` still alive after ``grace_s`` seconds (a driver's
+    shutdown takes a few): what a finished ``engine search`` left running."""
     deadline = time.time() + grace_s
-    while (ray_pids() - before) and time.time() < deadline:
+    while ray_session_pids(sid) and time.time() < deadline:
         time.sleep(0.5)
-    return ray_pids() - before
+    return ray_session_pids(sid)
 
 
 def kill_pids(pids: set[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of a ``spawn``ed child's session."""
+    kill_pids(session_pids(sid))
 
 
 def engine_env() -> dict[str, str]:
@@ -136,22 +191,22 @@ def engine_env() -> dict[str, str]:
 @contextlib.contextmanager
 def search_process(spec_path: Path, url: str, cwd: Path,
                    ray: tuple[str, dict[str, str]] | None = None) -> Iterator[subprocess.Popen]:
-    """`engine search SPEC --storage URL` as a child process (stdout+stderr piped, text),
-    joining ``ray`` (see ``shared_ray``) or starting its own. On exit the child is killed if
-    still alive, and so are the Ray processes it left behind (a joined Ray stays)."""
-    before = ray_pids()
+    """`engine search SPEC --storage URL` as a child process in its own session (stdout+stderr
+    piped, text), joining ``ray`` (see ``shared_ray``) or starting its own. On exit every
+    process of its session is killed: the child if still alive and the Ray processes it
+    started (a joined Ray stays)."""
     args, env = ([], engine_env()) if ray is None else (
         ["--ray-address", ray[0]], {**engine_env(), **ray[1]})
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "search", str(spec_path),
-                             "--storage", url, *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = spawn([sys.executable, "-m", "engine.cli", "search", str(spec_path),
+                  "--storage", url, *args], cwd=cwd, env=env,
+                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        kill_pids(ray_pids() - before)
+        kill_session(proc.pid)
 
 
 def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 240) -> list[str]:

@@ -20,8 +20,8 @@ from app.common import escape_markdown, trial_colour
 from app.runs import Registry, SearchRun
 from app.specs import key_line, resume_text
 from storage import load_study, schema
-from tests._app_helpers import children, free_port, port_open, seed_study, wait_http
-from tests.conftest import ROOT, tiny_spec_dict
+from tests._app_helpers import free_port, port_open, seed_study, wait_http
+from tests.conftest import ROOT, descendants, tiny_spec_dict
 
 MAIN = str(ROOT / "app" / "main.py")
 PAGES = ["pareto", "curves", "analysis", "compare", "export", "new_search"]
@@ -366,7 +366,7 @@ def test_servers_serve_on_loopback_and_end_with_their_pid(two_studies, tmp_path,
             sid = next(s["study_id"] for s in studies if s["study_name"] == "alpha")
             detail = json.loads(wait_http(f"http://127.0.0.1:{port}/api/studies/{sid}"))
             assert detail["objective_names"] == ["val_accuracy", "peak_memory_mb"]
-        kids = children(proc.pid)
+        kids = descendants(proc.pid)
         assert (len(kids) >= 1) == (command == "app")  # the app runs Streamlit as a child
         proc.send_signal(signal.SIGTERM)  # the pid alone, as `kill PID` does
         deadline = time.time() + 10

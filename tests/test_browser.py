@@ -25,12 +25,12 @@ from storage import load_study
 from tests._app_helpers import (
     CHROMIUM_ARGS,
     app_server,
-    children,
     chromium_path,
     port_open,
     seed_study,
     tiny_search_yaml,
 )
+from tests.conftest import descendants
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(chromium_path() is None,
@@ -296,7 +296,7 @@ def test_killing_the_app_stops_the_search_it_started(page, site):
     deadline = time.time() + 60
     while len(session_pids(search)) < 2 and time.time() < deadline:  # Ray is starting
         time.sleep(0.5)
-    server = children(proc.pid)
+    server = descendants(proc.pid)
     assert search in server
     os.kill(proc.pid, signal.SIGTERM)  # `kill PID` of engine app
     deadline = time.time() + 10

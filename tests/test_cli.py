@@ -16,9 +16,9 @@ from engine.cli import main
 from tests.conftest import (
     ROOT,
     engine_env,
-    kill_pids,
-    new_ray_pids,
-    ray_pids,
+    kill_session,
+    lingering,
+    spawn,
     tiny_spec_dict,
     write_spec,
 )
@@ -29,8 +29,19 @@ CIFAR_SPEC = ROOT / "search_spaces" / "wavemix_cifar.yaml"
 
 
 def _engine(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=cwd,
-                          env={**engine_env(), **env}, capture_output=True, text=True, timeout=600)
+    """``engine ARGS`` run to its end in a session of its own; ``.pid`` names the session
+    (see ``lingering``)."""
+    proc = spawn([sys.executable, "-m", "engine.cli", *args], cwd=cwd, env={**engine_env(), **env},
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    done.pid = proc.pid
+    return done
 
 
 def _one_line_error(proc: subprocess.CompletedProcess) -> str:
@@ -48,8 +59,6 @@ def test_search_resume_export_and_no_ray_left_behind(tmp_path):
                           train={"epochs": 2})
     f = write_spec(tmp_path / "cli.yaml", spec)
     url = "sqlite:///cli.db"  # relative, as users write it: trial processes run elsewhere
-    before = ray_pids()
-
     first = _engine("search", str(f), "--storage", url, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     out = first.stdout
@@ -58,8 +67,8 @@ def test_search_resume_export_and_no_ray_left_behind(tmp_path):
     assert "Pareto front" in out
 
     # Every Ray process the command started is gone once it has exited.
-    leftover = new_ray_pids(before)
-    kill_pids(leftover)
+    leftover = lingering(first.pid)
+    kill_session(first.pid)
     assert not leftover, "Ray processes left running"
 
     again = _engine("search", str(f), "--storage", url, cwd=tmp_path)

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from storage import load_study, schema
 from tests._pg import temp_database
-from tests.conftest import ROOT, engine_env, kill_pids, ray_pids, tiny_spec_dict, write_spec
+from tests.conftest import ROOT, engine_env, kill_session, spawn, tiny_spec_dict, write_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -42,14 +42,13 @@ def test_a_search_spans_two_nodes_and_survives_losing_one(tmp_path):
                          search={"sampler": "random", "n_trials": 4, "max_concurrent": 2},
                          resources={"cpus": 1, "gpus": "auto"})
     spec = write_spec(tmp_path / "c.yaml", raw)
-    before = ray_pids()
-    cluster = subprocess.Popen([sys.executable, "-m", "tests._ray_cluster"], cwd=ROOT, env=env,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    cluster = spawn([sys.executable, "-m", "tests._ray_cluster"], cwd=ROOT, env=env,
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     driver = None
     try:
         info = json.loads(cluster.stdout.readline())
         with temp_database() as url:
-            driver = subprocess.Popen(
+            driver = spawn(
                 [sys.executable, "-m", "engine.cli", "search", str(spec), "--storage", url,
                  "--ray-address", info["address"]], cwd=tmp_path, env=env,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -98,4 +97,6 @@ def test_a_search_spans_two_nodes_and_survives_losing_one(tmp_path):
             except (OSError, subprocess.TimeoutExpired):
                 cluster.kill()
                 cluster.wait()
-        kill_pids(ray_pids() - before)
+        kill_session(cluster.pid)
+        if driver is not None:
+            kill_session(driver.pid)

@@ -18,8 +18,8 @@ from storage import load_study, schema
 from tests._pg import PrivateServer, temp_database
 from tests.conftest import (
     engine_env,
-    kill_pids,
-    ray_pids,
+    kill_session,
+    spawn,
     tiny_spec_dict,
     wait_for_line,
     write_spec,
@@ -42,13 +42,12 @@ def _spec(name: str, n_trials: int, epochs: int = 2, **search) -> dict:
 def _drivers(spec_path: Path, url: str, n: int, cwd: Path, ray: tuple[str, dict[str, str]]):
     """``n`` `engine search` processes started together, joining the session's Ray (``ray``
     from the ``shared_ray`` fixture: separate drivers, as on a cluster, without n Ray starts);
-    on exit every one still alive is killed, with any Ray processes left behind."""
-    before = ray_pids()
+    on exit every one still alive is killed, with any process left in their sessions."""
     address, ray_env = ray
-    procs = [subprocess.Popen([sys.executable, "-m", "engine.cli", "search", str(spec_path),
-                               "--storage", url, "--ray-address", address], cwd=cwd,
-                              env={**engine_env(), **ray_env},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    procs = [spawn([sys.executable, "-m", "engine.cli", "search", str(spec_path),
+                    "--storage", url, "--ray-address", address], cwd=cwd,
+                   env={**engine_env(), **ray_env},
+                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for _ in range(n)]
     try:
         yield procs
@@ -57,7 +56,7 @@ def _drivers(spec_path: Path, url: str, n: int, cwd: Path, ray: tuple[str, dict[
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        kill_pids(ray_pids() - before)
+            kill_session(p.pid)
 
 
 def _finish(procs: list[subprocess.Popen], timeout: float = 420) -> list[str]:

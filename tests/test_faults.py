@@ -5,6 +5,7 @@ Every process a test starts is stopped by its id (never `ray stop`).
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
@@ -13,8 +14,7 @@ from optuna.trial import TrialState
 from storage import load_study, schema
 from tests.conftest import (
     kill_pids,
-    new_ray_pids,
-    ray_pids,
+    lingering,
     search_process,
     tiny_spec_dict,
     trial_worker_pids,
@@ -68,7 +68,7 @@ def test_worker_killed_mid_trial_is_fail_and_the_study_completes(tmp_path, share
     url = f"sqlite:///{tmp_path / 'w.db'}"
     with search_process(f, url, tmp_path, shared_ray) as proc:
         wait_for_line(proc, "trial 0 epoch 1/4")
-        workers = trial_worker_pids()
+        workers = trial_worker_pids(under=os.getpid())  # the session Ray's, not a peer's
         assert workers, "no trial worker process found"
         kill_pids(workers)
         out, _ = proc.communicate(timeout=600)
@@ -82,14 +82,16 @@ def test_worker_killed_mid_trial_is_fail_and_the_study_completes(tmp_path, share
 def test_ctrl_c_stops_cleanly_and_requeues_the_running_trial(tmp_path):
     f = write_spec(tmp_path / "c.yaml", _slow_spec("ctrlc", 3))
     url = f"sqlite:///{tmp_path / 'c.db'}"
-    before = ray_pids()
     with search_process(f, url, tmp_path) as proc:
         wait_for_line(proc, "trial 0 epoch 1/4")
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
         # The driver's own shutdown stopped every Ray process it started.
-        leftover = new_ray_pids(before)
+        leftover = lingering(proc.pid)
     assert not leftover, "Ray processes left running after Ctrl-C"
+    # 128 + SIGINT: a script can tell a stopped search from a finished one.
+    assert proc.returncode == 130, out[-3000:]
+    assert "run the same command again to resume" in out
     trials = load_study(url, "ctrlc").trials
     assert trials[0].state == TrialState.FAIL
     assert trials[0].user_attrs[schema.TRIAL_FAIL_REASON] == schema.INTERRUPTED_REASON

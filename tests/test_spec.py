@@ -263,3 +263,19 @@ def test_an_override_that_breaks_a_rule_is_named(tmp_path):
         load_spec(write_spec(tmp_path / "t.yaml", tiny_spec_dict(train={"epochs": 0})),
                   ["train.lr=0.1"])
     assert "set by" not in str(e.value)
+
+
+@pytest.mark.parametrize("budget, planned", [
+    ({"n_trials": 40}, 40),
+    ({"n_trials": None, "budget_epochs": 30}, 10),
+    ({"n_trials": 40, "budget_epochs": 30}, 10),  # the epochs run out first
+    ({"n_trials": 5, "budget_epochs": 300}, 5),
+    ({"n_trials": None, "budget_epochs": 2}, 1),  # less than one trial: still one
+    ({"n_trials": None, "budget_minutes": 20}, 32),
+])
+def test_planned_trials_is_the_tighter_budget(budget, planned):
+    """Samplers size their start-up from planned_trials: with both n_trials and budget_epochs
+    set it is the one that ends the search first (3-epoch trials here)."""
+    raw = tiny_spec_dict("plan", search=budget)
+    raw["search"] = {k: v for k, v in raw["search"].items() if v is not None}
+    assert SearchSpec.model_validate(raw).planned_trials == planned

@@ -9,6 +9,7 @@ are parsed as YAML (see :class:`engine.spec.Override`).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -104,6 +105,10 @@ def _cmd_search(args: argparse.Namespace) -> int:
               f"{r.peak_memory_mb or 0:>9.1f} {r.param_count or 0:>10,}")
     print(f"\nNext: engine app --storage {out.storage_url}   or   engine export --study "
           f"{out.study_name} --storage {out.storage_url} --out model.safetensors")
+    if out.stopped:  # 128 + SIGINT, as a shell reports Ctrl-C: scripts can tell it from done
+        print("search stopped before its budget was spent: run the same command again to "
+              "resume (the interrupted trials are queued)", file=sys.stderr)
+        return 130
     return 0
 
 

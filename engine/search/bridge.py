@@ -92,6 +92,7 @@ class OptunaBridge(Searcher):
         self.estimate_shown = False
         self._said_finished = False
         self.finished = False  # the budget, not a stop, ended this driver's run
+        self.interrupted = 0  # trials the run stopped mid-way (queued again by `sweep`)
         self.waiting_for_peers = False  # budget taken, but a peer's trial may still free some
         self._steps: dict[int, int] = {}  # last epoch recorded per trial number
         self._live_lock = threading.Lock()  # the heartbeat thread reads `live`
@@ -422,6 +423,7 @@ class OptunaBridge(Searcher):
             with self._live_lock:
                 self.live.pop(tid)
             if interrupt_trial(self.study, trial._trial_id, trial.params):
+                self.interrupted += 1
                 self.progress(f"trial {trial.number} interrupted: its parameters are queued again")
 
 

@@ -96,7 +96,7 @@ class CostAwareSampler(BaseSampler):
         planned trials (at least 4) as start-up."""
         return cls(SearchSpace(spec), objectives=[(o.metric, o.direction) for o in spec.objectives],
                    caps=spec.constraints, epochs=spec.train.epochs,
-                   n_startup=max(4, _planned_trials(spec) // 4), seed=spec.search.seed)
+                   n_startup=max(4, spec.planned_trials // 4), seed=spec.search.seed)
 
     def attach(self, screen: Screen, *, param_count: Callable[[TrialConfig], int] | None = None
                ) -> None:
@@ -299,16 +299,6 @@ class CostAwareSampler(BaseSampler):
                       for p, m, s in zip(params, memory, size, strict=True)])
         mean, sd = model.predict(f)
         return np.array([self.goals.signed(m) for m in mean]), sd
-
-
-def _planned_trials(spec: SearchSpec) -> int:
-    """Full-length trials the budget pays for: the fewer of ``n_trials`` and what
-    ``budget_epochs`` pays for (``spec.planned_trials`` takes ``n_trials`` alone when both are
-    set), 32 for a time budget alone."""
-    s = spec.search
-    limits = [n for n in (s.n_trials, s.budget_epochs and s.budget_epochs // spec.train.epochs)
-              if n]
-    return max(1, min(limits)) if limits else 32
 
 
 @dataclass(frozen=True)

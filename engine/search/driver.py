@@ -36,6 +36,7 @@ class SearchOutcome:
     n_new: int
     seconds: float
     pareto: list[int]
+    stopped: bool = False  # ended by a signal (Ctrl-C, SIGTERM) before its budget was spent
 
 
 def run_search(spec: SearchSpec, *, storage_url: str | None = None, n_trials: int | None = None,
@@ -87,15 +88,16 @@ def run_search(spec: SearchSpec, *, storage_url: str | None = None, n_trials: in
     if budget.why_not(state) is not None and state.running == 0:
         return SearchOutcome(spec.study.name, url, 0, time.perf_counter() - t0, _pareto(study))
     # start, run, sweep
-    n_new = _run_trials(spec, url, data, study, budget, ray_address, progress)
-    return SearchOutcome(spec.study.name, url, n_new, time.perf_counter() - t0, _pareto(study))
+    n_new, finished = _run_trials(spec, url, data, study, budget, ray_address, progress)
+    return SearchOutcome(spec.study.name, url, n_new, time.perf_counter() - t0, _pareto(study),
+                         stopped=not finished)
 
 
 def _run_trials(spec: SearchSpec, url: str, data: DataBundle, study: optuna.Study,
                 budget: SearchBudget, ray_address: str | None,
-                progress: Callable[[str], None]) -> int:
+                progress: Callable[[str], None]) -> tuple[int, bool]:
     """Run trials on Ray Tune until the budget is spent or the run is stopped; returns how
-    many new trials finished."""
+    many new trials finished and whether the budget (not a signal) ended the run."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
@@ -173,7 +175,8 @@ def _run_trials(spec: SearchSpec, url: str, data: DataBundle, study: optuna.Stud
         stack.close()  # stops the estimator subprocess
         cluster.stop_ray(started)
         shutil.rmtree(run_dir, ignore_errors=True)
-    return finished_trials(study) - finished_before
+    # A stop (Ctrl-C, SIGTERM) after the last trial started still cut that trial short.
+    return finished_trials(study) - finished_before, bridge.finished and not bridge.interrupted
 
 
 def _preflight(space, screen) -> None:
