@@ -120,9 +120,11 @@ def _parents() -> dict[int, int]:
     """pid -> parent pid of every live (not zombie) process."""
     out = {}
     for d in Path("/proc").iterdir():
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            raw = (d / "stat").read_text() if d.name.isdigit() else ""
-            fields = raw[raw.rindex(")") + 2:].split() if raw else ["Z"]
+        if not d.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):  # gone, or not a process
+            raw = (d / "stat").read_text()
+            fields = raw[raw.rindex(")") + 2:].split()  # after "(comm)": state, ppid, ...
             if fields[0] != "Z":
                 out[int(d.name)] = int(fields[1])
     return out
