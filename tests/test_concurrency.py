@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,9 +16,7 @@ from engine.search.budget import counts_as_trained
 from storage import load_study, schema
 from tests._pg import PrivateServer, temp_database
 from tests.conftest import (
-    engine_env,
-    kill_session,
-    spawn,
+    search_process,
     tiny_spec_dict,
     wait_for_line,
     write_spec,
@@ -42,21 +39,10 @@ def _spec(name: str, n_trials: int, epochs: int = 2, **search) -> dict:
 def _drivers(spec_path: Path, url: str, n: int, cwd: Path, ray: tuple[str, dict[str, str]]):
     """``n`` `engine search` processes started together, joining the session's Ray (``ray``
     from the ``shared_ray`` fixture: separate drivers, as on a cluster, without n Ray starts);
-    on exit every one still alive is killed, with any process left in their sessions."""
-    address, ray_env = ray
-    procs = [spawn([sys.executable, "-m", "engine.cli", "search", str(spec_path),
-                    "--storage", url, "--ray-address", address], cwd=cwd,
-                   env={**engine_env(), **ray_env},
-                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for _ in range(n)]
-    try:
-        yield procs
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-            kill_session(p.pid)
+    on exit every one still alive is killed, with any process left in their sessions
+    (``search_process``)."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(search_process(spec_path, url, cwd, ray)) for _ in range(n)]
 
 
 def _finish(procs: list[subprocess.Popen], timeout: float = 420) -> list[str]:
