@@ -75,8 +75,9 @@ class AshaSpec(_Frozen):
 class SearchSettings(_Frozen):
     """How candidates are proposed and scheduled."""
 
-    # cost_aware by default: at equal epochs it beat random search in 10 of 10 benchmark runs (5 seeds, CIFAR slice and digits)
-    # (docs/BENCHMARKS.md 6.3); tpe was level with random (6.1, 6.2).
+    # cost_aware by default: at equal epochs it beat random search in 10 of 10 benchmark runs
+    # (5 seeds, CIFAR slice and digits; docs/BENCHMARKS.md 6.3); tpe was level with random
+    # (6.1, 6.2).
     sampler: Literal["tpe", "nsga2", "random", "cost_aware"] = "cost_aware"
     # The budget: the search stops at whichever is reached first; at least one is required.
     n_trials: int | None = Field(None, ge=1, le=100_000, description="trained trials")
