@@ -44,10 +44,14 @@ from engine.search import run_search
 from engine.spec import SearchSpec
 from storage import load_study, schema
 
-METHODS = {"tpe+asha": ("tpe", "asha"), "tpe+pareto_asha": ("tpe", "pareto_asha"),
-           "tpe+fifo": ("tpe", "fifo"), "random+fifo": ("random", "fifo"),
-           "cost_aware+fifo": ("cost_aware", "fifo"),
-           "cost_aware+pareto_asha": ("cost_aware", "pareto_asha")}
+# Method -> (sampler, scheduler, extra search settings).
+HEDGED = {"cost_aware": {"transfer_recipes": 2, "stratified_recipes": True, "explore_every": 4}}
+METHODS = {"tpe+asha": ("tpe", "asha", {}), "tpe+pareto_asha": ("tpe", "pareto_asha", {}),
+           "tpe+fifo": ("tpe", "fifo", {}), "random+fifo": ("random", "fifo", {}),
+           "cost_aware+fifo": ("cost_aware", "fifo", {}),
+           "cost_aware+pareto_asha": ("cost_aware", "pareto_asha", {}),
+           # the search.cost_aware settings against a model that learnt the wrong thing early
+           "cost_aware.hedged+pareto_asha": ("cost_aware", "pareto_asha", HEDGED)}
 BASELINE = "random+fifo"
 
 
@@ -185,13 +189,13 @@ def run_one(dataset: str, method: str, seed: int, budget: dict, cifar_zip: str |
             max_concurrent: int = 2, cifar_val: int | None = None) -> Run:
     """One search; ``budget`` holds n_trials and/or budget_epochs; ``cifar_val`` replaces the
     CIFAR slice's 500 validation images."""
-    sampler, scheduler = METHODS[method]
+    sampler, scheduler, extra = METHODS[method]
     raw = _space(dataset, cifar_zip, breadth, epochs)
     if cifar_val and dataset == "cifar":
         raw["data"]["val_size"] = cifar_val
     name = f"{dataset}-{breadth}-{method.replace('+', '-')}{tag}-{seed}"
     raw.update({"study": {"name": name},
-                "search": {"sampler": sampler, "scheduler": scheduler, **budget,
+                "search": {"sampler": sampler, "scheduler": scheduler, **budget, **extra,
                            "max_concurrent": max_concurrent, "seed": seed,
                            "asha": {"grace_period": 1, "reduction_factor": 2}},
                 "resources": {"cpus": 1, "gpus": 0}})

@@ -72,6 +72,21 @@ class AshaSpec(_Frozen):
     reduction_factor: int = Field(2, ge=2)
 
 
+class CostAwareSpec(_Frozen):
+    """Settings of the cost_aware sampler; each off by default (docs/BENCHMARKS.md 6.6 is what
+    is measured of them)."""
+
+    # After the start-up, every k-th trial is a random feasible candidate in the least-tried
+    # memory stratum instead of the model's choice: a hedge against a model that learnt the
+    # wrong thing early.
+    explore_every: int = Field(0, ge=0, description="every k-th trial after the start-up explores (0: never)")
+    # The start-up's training parameters (train.*) form a Latin hypercube, not random draws.
+    stratified_recipes: bool = False
+    # The training parameters of the k most accurate trials are also tried on the front's
+    # architectures and on fresh ones (the model scores them like any candidate).
+    transfer_recipes: int = Field(0, ge=0, le=8, description="best recipes carried to other architectures")
+
+
 class SearchSettings(_Frozen):
     """How candidates are proposed and scheduled."""
 
@@ -91,6 +106,16 @@ class SearchSettings(_Frozen):
     # pareto_asha: successive halving that keeps trials not dominated in (accuracy, memory/size)
     scheduler: Literal["fifo", "asha", "pareto_asha"] = "fifo"
     asha: AshaSpec = AshaSpec()
+    cost_aware: CostAwareSpec = CostAwareSpec()
+
+    @model_validator(mode="after")
+    def _cost_aware_settings_need_that_sampler(self) -> SearchSettings:
+        # Defaults are allowed (a dumped spec holds them for every sampler), changes are not.
+        if self.cost_aware != CostAwareSpec() and self.sampler != "cost_aware":
+            raise ValueError(f"search.cost_aware is set but search.sampler is {self.sampler!r}: "
+                             "these settings apply to the cost_aware sampler only; remove them "
+                             "or set sampler: cost_aware")
+        return self
 
     @model_validator(mode="after")
     def _has_budget(self) -> SearchSettings:

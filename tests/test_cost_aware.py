@@ -496,3 +496,80 @@ def test_spec_selects_the_cost_aware_sampler():
     capped = make_sampler(_spec(0, n_trials=128, budget_epochs=96))
     assert capped.n_startup == 4
     assert make_sampler(_spec(0, n_trials=64)).n_startup == 16
+    tuned = make_sampler(_spec(0, cost_aware={"explore_every": 3, "stratified_recipes": True,
+                                              "transfer_recipes": 2}))
+    assert (tuned.explore_every, tuned.stratified_recipes, tuned.n_recipes) == (3, True, 2)
+    assert (sampler.explore_every, sampler.stratified_recipes, sampler.n_recipes) == (0, False, 0)
+
+
+# -- the settings of search.cost_aware -----------------------------------------------------
+def _dualopt_space() -> SearchSpace:
+    """The synthetic space with three training parameters (two of them log-scaled)."""
+    raw = _spec(0).model_dump(mode="json")
+    raw["train"].update({"optimizer": "dualopt",
+                         "switch_epoch": {"type": "int", "low": 1, "high": 4},
+                         "sgd_lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}})
+    return SearchSpace(SearchSpec.model_validate(raw))
+
+
+@pytest.mark.parametrize("n", [4, 8])
+def test_recipes_are_a_latin_hypercube_of_the_training_parameters(n):
+    drawer = CandidateDrawer(_dualopt_space())
+    rows = drawer.recipes(n, seed=3)
+    assert len(rows) == n
+    assert all(set(r) == {"train.lr", "train.sgd_lr", "train.switch_epoch"} for r in rows)
+    for name, (low, high) in {"train.lr": (1e-4, 3e-2), "train.sgd_lr": (1e-3, 1e-1)}.items():
+        # One value in each of n equal shares of the log range.
+        shares = sorted(int(n * math.log(r[name] / low) / math.log(high / low)) for r in rows)
+        assert shares == list(range(n)), (name, [r[name] for r in rows])
+    # Four switch epochs: each taken n / 4 times.
+    assert sorted(r["train.switch_epoch"] for r in rows) == sorted([1, 2, 3, 4] * (n // 4))
+    for r in rows:
+        for name, value in r.items():
+            dist = drawer.distributions[name]
+            assert dist._contains(dist.to_internal_repr(value)), (name, value)
+    assert drawer.recipes(n, seed=3) == rows and drawer.recipes(n, seed=4) != rows
+
+
+def test_a_stratified_start_up_gives_each_trial_its_own_learning_rate_share():
+    spec = _spec(2, cost_aware={"stratified_recipes": True})
+    screen = StubScreen()
+    sampler = _cost_aware(spec, screen)
+    study = _search(sampler, spec, 4, screen)
+    start = [t for t in study.trials if t.system_attrs[INFO_ATTR]["phase"] == "startup"]
+    assert len(start) == 4 and _rejected(study) == 0
+    lrs = [t.params["train.lr"] for t in start]
+    assert sorted(int(4 * math.log(lr / 1e-4) / math.log(3e-2 / 1e-4)) for lr in lrs) == [0, 1, 2, 3]
+    assert lrs == [r["train.lr"] for r in sampler._recipes()]
+    # The memory spread of the start-up holds with the recipes fixed.
+    memories = [t.values[1] for t in start]
+    assert len(set(_strata(memories, min(memories), 4))) >= 3
+
+
+def test_explore_every_interleaves_fresh_feasible_candidates():
+    spec = _spec(4, cost_aware={"explore_every": 3})
+    screen = StubScreen()
+    study = _search(_cost_aware(spec, screen), spec, 10, screen)
+    phases = [t.system_attrs[INFO_ATTR]["phase"] for t in study.trials]
+    assert phases == ["startup"] * 4 + ["ehvi", "ehvi", "explore"] * 2
+    assert _rejected(study) == 0
+
+
+def test_transferred_recipes_put_the_best_trials_settings_on_the_fronts_architectures():
+    spec = _spec(1, cost_aware={"transfer_recipes": 1})
+    sampler = _cost_aware(spec)
+    study = _search(sampler, spec, 8)
+    from engine.search.evidence import read_study
+
+    ev = read_study(study.get_trials(), sampler.goals, sampler.epochs, sampler.oracle)
+    best = max((t for t in study.trials if t.state == TrialState.COMPLETE and t.values[0] > 0),
+               key=lambda t: t.values[0])
+    recipe = {"train.lr": best.params["train.lr"]}
+    assert ev.best_recipes(1) == [recipe]
+    pool = {c.key for c in sampler._pool(ev, np.random.default_rng(0))}
+    crossed = [{**p, **recipe} for p in ev.front_params if p["train.lr"] != recipe["train.lr"]]
+    assert crossed, "every front member already has the best recipe"
+    assert all(candidate_key(p) in pool or candidate_key(p) in ev.seen for p in crossed)
+    # Without the setting (a sampler that never screened them), those crosses are not offered.
+    plain = {c.key for c in _cost_aware(_spec(1))._pool(ev, np.random.default_rng(0))}
+    assert not any(candidate_key(p) in plain for p in crossed)

@@ -74,6 +74,12 @@ BAD = [
     ("missing-section", "search", None, "search", "required"),
     ("no-budget", "search", {"sampler": "tpe", "max_concurrent": 2}, "search", "no budget: set n_trials"),
     ("zero-epoch-budget", "search.budget_epochs", 0, "search.budget_epochs", "greater than or equal to 1"),
+    ("cost-aware-settings-other-sampler", "search.cost_aware", {"explore_every": 3}, "search",
+     "search.cost_aware is set but search.sampler is 'tpe'"),
+    ("cost-aware-unknown-setting", "search.cost_aware", {"explore_evry": 3},
+     "search.cost_aware.explore_evry", "unknown key"),
+    ("cost-aware-negative-explore", "search.cost_aware", {"explore_every": -1},
+     "search.cost_aware.explore_every", "greater than or equal to 0"),
     ("unknown-distribution-type", "model.wavemix.dropout", {"type": "gauss", "low": 0, "high": 1},
      "model.wavemix.dropout", "gauss"),
 ]

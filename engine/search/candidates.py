@@ -31,7 +31,7 @@ from optuna.study import StudyDirection
 from engine.caps import CapsConfig
 from engine.errors import ConfigError
 from engine.search.protocol import TrialConfig
-from engine.search.space import SearchSpace
+from engine.search.space import SearchSpace, training_params
 from engine.search.surrogate import GaussianProcess, ParamEncoder
 
 if TYPE_CHECKING:  # the screen module imports torch; the sampler needs only its answers
@@ -180,18 +180,54 @@ class CandidateDrawer:
             out = {k: v for k, v in out.items() if not k.startswith(f"{params['family']}.")}
         return out
 
+    def recipes(self, n: int, seed: int) -> list[dict[str, Any]]:
+        """``n`` settings of the training parameters (``train.*``) as a Latin hypercube: each
+        parameter's range cut into ``n`` equal shares (log shares for log distributions), each
+        share used once, the shares of different parameters paired at random. For a start-up:
+        random recipes can give most of its trials the same poor learning rate or switch
+        epoch, which the accuracy model then blames on their architectures. Empty dicts when
+        the space searches no training parameter."""
+        rng = np.random.default_rng(seed)
+        rows: list[dict[str, Any]] = [{} for _ in range(n)]
+        for name in sorted(training_params(self.distributions)):
+            shares = rng.permutation(n)
+            for row, share in zip(rows, shares, strict=True):
+                row[name] = _at_quantile(self.distributions[name], (share + rng.random()) / n)
+        return rows
+
 
 def _nudged(dist: FloatDistribution | IntDistribution, value: float, shift: float) -> float | int:
     """``value`` moved by ``shift`` of the distribution's (log) range, kept on its grid."""
     low, high = (math.log(dist.low), math.log(dist.high)) if dist.log else (dist.low, dist.high)
     x = (math.log(value) if dist.log else value) + shift * (high - low)
-    x = min(high, max(low, x))
+    return _on_grid(dist, min(high, max(low, x)))
+
+
+def _at_unit(dist: FloatDistribution | IntDistribution, unit: float) -> float | int:
+    """The value at ``unit`` (0: low, 1: high) of the distribution's (log) range, on its grid."""
+    low, high = (math.log(dist.low), math.log(dist.high)) if dist.log else (dist.low, dist.high)
+    return _on_grid(dist, low + min(1.0, max(0.0, unit)) * (high - low))
+
+
+def _on_grid(dist: FloatDistribution | IntDistribution, x: float) -> float | int:
+    """``x``, a point of the distribution's (log) range, as one of its values."""
     x = math.exp(x) if dist.log else x
     step = dist.step
     if step:
         x = dist.low + round((x - dist.low) / step) * step
     x = min(dist.high, max(dist.low, x))
     return int(round(x)) if isinstance(dist, IntDistribution) else float(x)
+
+
+def _at_quantile(dist: BaseDistribution, q: float) -> Any:
+    """The value at quantile ``q`` in [0, 1) of a uniform draw from ``dist`` (log-uniform for
+    log distributions; each choice or grid value an equal share)."""
+    if isinstance(dist, CategoricalDistribution):
+        return dist.choices[min(int(q * len(dist.choices)), len(dist.choices) - 1)]
+    if isinstance(dist, IntDistribution) and not dist.log:
+        n = (dist.high - dist.low) // dist.step + 1
+        return dist.low + min(int(q * n), n - 1) * dist.step
+    return _at_unit(dist, q)
 
 
 class CostOracle:

@@ -67,13 +67,21 @@ class CostAwareSampler(BaseSampler):
             members and screened candidates not yet trained).
         max_screens: Candidates screened (a memory prediction, 1-15 s each) per trial, at most,
             beyond which the sampler picks among those already screened.
+        n_recipes: Training recipes of the most accurate trials tried on other architectures
+            (0: none).
+        explore_every: After the start-up, every this many-th trial is a fresh random
+            candidate in the least-tried memory stratum (0: never).
+        stratified_recipes: The start-up's training parameters form a Latin hypercube
+            (:meth:`CandidateDrawer.recipes`) instead of random draws.
 
     Without :meth:`attach`, costs are unknown and the sampler picks at random among its pool.
     """
 
     def __init__(self, space: SearchSpace, *, objectives: Sequence[tuple[str, str]],
                  caps: CapsConfig | None = None, epochs: int = 1, n_startup: int = 4,
-                 seed: int | None = None, pool_size: int = 24, max_screens: int = 4):
+                 seed: int | None = None, pool_size: int = 24, max_screens: int = 4,
+                 n_recipes: int = 0, explore_every: int = 0,
+                 stratified_recipes: bool = False):
         self.space = space
         self.goals = Goals.of(objectives)
         self.caps = caps or CapsConfig()
@@ -82,6 +90,10 @@ class CostAwareSampler(BaseSampler):
         self.seed = seed if seed is not None else int(np.random.default_rng().integers(2**31))
         self.pool_size = pool_size
         self.max_screens = max_screens
+        self.n_recipes = n_recipes
+        self.explore_every = explore_every
+        self.stratified_recipes = stratified_recipes
+        self._startup_recipes: list[dict[str, Any]] | None = None
         self.drawer = CandidateDrawer(space)
         self.encoder = ParamEncoder(self.drawer.distributions)
         self.oracle = CostOracle(caps=self.caps)
@@ -92,11 +104,14 @@ class CostAwareSampler(BaseSampler):
 
     @classmethod
     def from_spec(cls, spec: SearchSpec) -> CostAwareSampler:
-        """The sampler a spec asks for (``search.sampler: cost_aware``): a quarter of the
-        planned trials (at least 4) as start-up."""
+        """The sampler a spec asks for (``search.sampler: cost_aware``, tuned by
+        ``search.cost_aware``): a quarter of the planned trials (at least 4) as start-up."""
+        tuning = spec.search.cost_aware
         return cls(SearchSpace(spec), objectives=[(o.metric, o.direction) for o in spec.objectives],
                    caps=spec.constraints, epochs=spec.train.epochs,
-                   n_startup=max(4, spec.planned_trials // 4), seed=spec.search.seed)
+                   n_startup=max(4, spec.planned_trials // 4), seed=spec.search.seed,
+                   n_recipes=tuning.transfer_recipes, explore_every=tuning.explore_every,
+                   stratified_recipes=tuning.stratified_recipes)
 
     def attach(self, screen: Screen, *, param_count: Callable[[TrialConfig], int] | None = None
                ) -> None:
@@ -159,30 +174,53 @@ class CostAwareSampler(BaseSampler):
 
     def choose(self, study: optuna.Study, number: int) -> tuple[Candidate | None, str]:
         """The candidate for trial ``number`` and how it was chosen (``startup``, ``ehvi``,
-        ``random``); None leaves every parameter to a random draw."""
+        ``explore``, ``random``); None leaves every parameter to a random draw."""
         rng = np.random.default_rng([self.seed, number])
         ev = read_study(study.get_trials(deepcopy=False), self.goals, self.epochs, self.oracle,
                         exclude=number)
-        pool = self._pool(ev, rng)
+        modelled = ev.n_trained >= self.n_startup and self.goals.accuracy is not None
+        explore = modelled and self._explores(ev.n_trained - self.n_startup)
+        if explore:
+            pool = self._unseen(ev, self.drawer.draw(self.pool_size, int(rng.integers(2**31))))
+        elif not modelled and self.stratified_recipes:
+            recipe = self._recipes()[ev.n_trained % self.n_startup]
+            pool = self._unseen(ev, self.drawer.draw(0, int(rng.integers(2**31)),
+                                                     [recipe] * self.pool_size))
+        else:
+            pool = self._pool(ev, rng)
         if not pool:
             return None, "random"
         if not self.oracle.can_screen and self.oracle.param_count is None:
             return pool[int(rng.integers(len(pool)))], "random"
         self.oracle.fit_memory(self.encoder, ev.memory_rows)
-        fitted = None
-        if ev.n_trained >= self.n_startup and self.goals.accuracy is not None:
-            fitted = self._fit_model(ev, pool)
+        fitted = self._fit_model(ev, pool) if modelled and not explore else None
         if fitted is None:
             pick = spread_pick(pool, ev.spread_costs(self.oracle), self.oracle,
                                n_strata=max(1, self.n_startup), budget=self.max_screens, rng=rng)
-            return pick, "startup"
+            return pick, "explore" if explore else "startup"
         return self._best(pool, ev, *fitted), "ehvi"
 
+    def _recipes(self) -> list[dict[str, Any]]:
+        """The start-up's training recipes, one per start-up trial (a Latin hypercube)."""
+        if self._startup_recipes is None:
+            self._startup_recipes = self.drawer.recipes(max(1, self.n_startup), self.seed)
+        return self._startup_recipes
+
+    def _explores(self, k: int) -> bool:
+        """Whether the ``k``-th trial after the start-up is an exploration: a fresh random
+        candidate (random recipe too) in the least-tried memory stratum, not the model's
+        choice. The model can be confidently wrong: early trials confound an architecture with
+        the recipe it happened to get, and expected improvement then never revisits it (measured
+        on CIFAR, docs/BENCHMARKS.md 6.6); interleaved random picks keep correcting it."""
+        return self.explore_every > 0 and k % self.explore_every == self.explore_every - 1
+
     def _pool(self, ev: Evidence, rng: np.random.Generator) -> list[Candidate]:
-        """Fresh draws, variations of the front's members, and screened feasible candidates
-        not yet trained; never a candidate a trial already has."""
+        """Fresh draws, variations of the front's members, the best training recipes on other
+        architectures, and screened feasible candidates not yet trained; never a candidate a
+        trial already has."""
         around = []
-        for params in ev.front_params[:8]:
+        front = ev.front_params[:8]
+        for params in front:
             # Two neighbours of each front member: one near it, one with a third redrawn.
             around.append(self.drawer.nudge(params, rng))
             names = list(params)
@@ -190,10 +228,23 @@ class CostAwareSampler(BaseSampler):
             if keep.all() and names:
                 keep[rng.integers(len(names))] = False
             around.append({n: params[n] for n, k in zip(names, keep, strict=True) if k})
+        # The recipes (lr, switch epoch, ...) of the most accurate trials, carried to the
+        # front's architectures and to fresh ones. Memory is the architecture's, while much of
+        # the accuracy is the recipe's: a front member trained with a poor recipe sits low
+        # (measured on CIFAR, docs/BENCHMARKS.md 6.6), and a random draw pairs each new
+        # architecture with a random recipe. The model then scores these like any candidate.
+        for recipe in ev.best_recipes(self.n_recipes):
+            for params in front:
+                around.append({**{n: v for n, v in params.items() if n not in recipe}, **recipe})
+            around += [dict(recipe), dict(recipe)]  # fresh architectures (and family)
         fresh = self.drawer.draw(self.pool_size, int(rng.integers(2**31)), around)
         kept = [c for c in self.oracle.archive.values() if c.feasible][-32:]
+        return self._unseen(ev, fresh + kept)
+
+    def _unseen(self, ev: Evidence, cands: list[Candidate]) -> list[Candidate]:
+        """``cands`` without repeats and without any a trial already has."""
         out, keys = [], set(ev.seen | self._picked)
-        for c in fresh + kept:
+        for c in cands:
             if c.key not in keys:
                 keys.add(c.key)
                 out.append(self.oracle.known(c))

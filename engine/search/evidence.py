@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from engine.search.budget import counts_as_trained
 from engine.search.candidates import CostOracle, candidate_key
 from engine.search.hypervolume import pareto_mask
+from engine.search.space import training_params
 from storage import schema
 
 __all__ = ["Evidence", "Goals", "Observed", "read_study"]
@@ -119,6 +120,18 @@ class Evidence:
         """Parameters of the non-dominated front members (the best first)."""
         members = [p for p, keep in zip(self.front, self._front_mask, strict=True) if keep]
         return [p.params for p in sorted(members, key=lambda p: -p.score)]
+
+    def best_recipes(self, k: int) -> list[dict[str, Any]]:
+        """The training parameters (``train.*``) of the ``k`` most accurate feasible finished
+        trials, distinct, the best first (empty when the space searches none)."""
+        out: list[dict[str, Any]] = []
+        for p in sorted(self.front, key=lambda p: -p.score):
+            if len(out) >= k:
+                break
+            recipe = training_params(p.params)
+            if recipe and recipe not in out:
+                out.append(recipe)
+        return out
 
     @property
     def front_numbers(self) -> set[int]:

@@ -9,7 +9,9 @@ from engine.search.protocol import TrialConfig
 from engine.spec import SearchSpec
 from engine.train.config import TrainConfig
 
-__all__ = ["SearchSpace", "corner_candidates"]
+__all__ = ["SearchSpace", "corner_candidates", "training_params"]
+
+TRAIN_PREFIX = "train."  # names of the training parameters (the rest: family and model)
 
 
 class SearchSpace:
@@ -37,6 +39,12 @@ class SearchSpace:
                  for name, p in self.spec.model[family].items()}
         train = resolve(TrainConfig, self.spec.train, draw, "train")
         return TrialConfig(family=family, model=model, train=train)
+
+
+def training_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The training part of a candidate's parameters (``train.*``: learning rates, switch
+    epoch, ...); what is left is the architecture."""
+    return {n: v for n, v in params.items() if n.startswith(TRAIN_PREFIX)}
 
 
 def _draw(trial: Any, name: str, p: Any) -> Any:
