@@ -44,6 +44,14 @@ def test_report_counts_the_epochs_an_arm_needs_to_match_random(tmp_path, capsys)
     assert got["best_hv"] == pytest.approx(0.3 * 0.235 + 0.04 * 0.385)  # the arm's front
     # 4 of random's 8 epochs to match random's final front.
     assert row.rstrip(" |").endswith("4 (0.50x)")
+    # Seed by seed (one seed: the same nadir reference): HV at (cap, 0), random 0.6 x 0.5 +
+    # 0.2 x 0.8 = 0.46, the arm 0.3 x 0.7 + 0.4 x 0.85 = 0.55; at the nadir random has
+    # 0.44 x 0.035 = 0.0154, the arm 0.0859, and 95% of that needs both of the arm's trials
+    # (the first gives 0.34 x 0.235 = 0.0799): 8 epochs; random never gets there.
+    seed_row = out.splitlines()[out.splitlines().index(row) + 1:]
+    seed_row = next(line for line in seed_row if line.startswith("| 0 |"))
+    assert seed_row == ("| 0 | 0.4600 | 0.0154 | >8 | 0.5500 | 1.20x | 0.0859 | 5.58x | 8 | "
+                        "<1.00x |")
     # Saved runs print the same tables without running anything.
     saved = tmp_path / "runs.json"
     saved.write_text(json.dumps({"runs": [vars(base), vars(arm)]}))
