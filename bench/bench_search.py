@@ -368,12 +368,30 @@ def _per_seed(by_seed: dict[int, dict[str, Run]], arms: list[str]) -> None:
     print("| median | | | | " + " | ".join(med) + " |\n")
 
 
-def reprint(path: Path) -> None:
-    """The tables of a saved benchmark (``--out``), each data set's runs as they were run."""
-    saved = json.loads(path.read_text())
-    runs = [Run(**{**r, "trace": [tuple(t) for t in r["trace"]]}) for r in saved["runs"]]
-    for ds in dict.fromkeys(r.dataset for r in runs):
-        mine = [r for r in runs if r.dataset == ds]
+def reprint(paths: list[Path], seeds: list[int] | None = None) -> None:
+    """The tables of saved benchmarks (``--out``), each data set's runs as they were run.
+
+    Several files are read as one benchmark: a search that two files both hold (same data set,
+    arm and seed; e.g. random, which is deterministic) is taken once, after checking that both
+    copies trained the same points, so arms run in different files are compared against the
+    same baseline. ``seeds`` keeps those seeds only."""
+    runs: dict[tuple[str, str, int], Run] = {}
+    for path in paths:
+        for r in json.loads(path.read_text())["runs"]:
+            run = Run(**{**r, "trace": [tuple(t) for t in r["trace"]]})
+            if seeds is not None and run.seed not in seeds:
+                continue
+            key = (run.dataset, run.arm, run.seed)
+            if key in runs:
+                same = (sorted(runs[key].points) == sorted(run.points)
+                        and runs[key].epochs == run.epochs)
+                print(f"{run.dataset} seed {run.seed} {run.arm}: in several files, "
+                      + ("the same points and epochs in each (taken once)" if same else
+                         "DIFFERENT runs (the first file's is used)"))
+                continue
+            runs[key] = run
+    for ds in dict.fromkeys(r.dataset for r in runs.values()):
+        mine = [r for r in runs.values() if r.dataset == ds]
         report(mine, list(dict.fromkeys(r.arm for r in mine if r.arm != BASELINE)))
 
 
@@ -381,7 +399,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=["digits", "cifar"], choices=["digits", "cifar"])
     ap.add_argument("--space", default="broad", choices=["narrow", "broad"])
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    ap.add_argument("--seeds", nargs="+", type=int,
+                    help="seeds to run (default 0-4); with --report, the seeds to report")
     ap.add_argument("--trials", type=int, default=16, help="random search's trained trials")
     ap.add_argument("--cifar-zip", default="../shared/data/cifar10-jpeg.zip")
     ap.add_argument("--arms", nargs="+",
@@ -395,12 +414,14 @@ def main() -> None:
                     help="validation images of the CIFAR slice (500: one image is 0.2%% of "
                          "accuracy, so fronts differ by a few images)")
     ap.add_argument("--out", help="write every run as JSON here")
-    ap.add_argument("--report", metavar="JSON",
-                    help="print the tables of runs saved by --out, running nothing")
+    ap.add_argument("--report", metavar="JSON", nargs="+",
+                    help="print the tables of runs saved by --out (several files: one benchmark, "
+                         "a search in several files taken once), running nothing")
     args = ap.parse_args()
     if args.report:
-        reprint(Path(args.report))
+        reprint([Path(p) for p in args.report], args.seeds)
         return
+    args.seeds = args.seeds or [0, 1, 2, 3, 4]
     arms = [(a.split(":") + [""])[:3] for a in args.arms]
     labels = [f"{m}-{k}{e}" for m, k, e in arms]
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,

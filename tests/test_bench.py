@@ -55,5 +55,20 @@ def test_report_counts_the_epochs_an_arm_needs_to_match_random(tmp_path, capsys)
     # Saved runs print the same tables without running anything.
     saved = tmp_path / "runs.json"
     saved.write_text(json.dumps({"runs": [vars(base), vars(arm)]}))
-    reprint(saved)
+    reprint([saved])
     assert capsys.readouterr().out.strip() == out.strip()
+    # Two files are one benchmark: the baseline both hold is taken once (its points checked),
+    # and another file's arm joins the same tables; a copy that differs is said to.
+    other = tmp_path / "other.json"
+    late = _run("late", [(4, 9.0, 0.6), (4, 2.5, 0.72)])
+    other.write_text(json.dumps({"runs": [vars(base), vars(late)]}))
+    reprint([saved, other])
+    both = capsys.readouterr().out
+    assert "toy seed 0 random+fifo: in several files, the same points and epochs" in both
+    assert "| late HV nadir |" in both and "| fast HV nadir |" in both
+    changed = _run(BASELINE, [(4, 2.0, 0.5), (4, 8.0, 0.81)])
+    other.write_text(json.dumps({"runs": [vars(changed)]}))
+    reprint([saved, other], seeds=[0])
+    assert "DIFFERENT runs" in capsys.readouterr().out
+    reprint([saved], seeds=[1])  # no run of seed 1: nothing to print
+    assert capsys.readouterr().out == ""
