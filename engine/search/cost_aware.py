@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,7 +33,8 @@ from optuna.trial import FrozenTrial
 from engine.caps import CapsConfig
 from engine.search.candidates import Candidate, CandidateDrawer, CostOracle, Screen
 from engine.search.evidence import Evidence, Goals, read_study
-from engine.search.hypervolume import expected_improvement, improvement_cells, pareto_mask
+from engine.search.features import FeatureScale, Front
+from engine.search.hypervolume import expected_improvement, improvement_cells
 from engine.search.protocol import TrialConfig
 from engine.search.space import SearchSpace
 from engine.search.startup import spread_pick
@@ -252,7 +252,7 @@ class CostAwareSampler(BaseSampler):
 
     # -- the model and the acquisition ------------------------------------------------------
     def _fit_model(self, ev: Evidence, pool: list[Candidate]
-                   ) -> tuple[CurveModel, _FeatureScale] | None:
+                   ) -> tuple[CurveModel, FeatureScale] | None:
         """The accuracy model fitted to the trained trials' curves, and the feature scaling it
         was fitted with (None: fewer than two trials with a finished epoch)."""
         obs = [o for o in ev.trained if o.curve and o.size is not None]
@@ -262,7 +262,7 @@ class CostAwareSampler(BaseSampler):
         on_front = ev.front_numbers
         obs.sort(key=lambda o: (o.number not in on_front, -o.number))
         rows, feats, fracs, accs, weights = 0, [], [], [], []
-        scale = _FeatureScale.of(ev, pool, self.oracle)
+        scale = FeatureScale.of(ev, pool, self.oracle)
         for o in obs:
             if rows + len(o.curve) > _MAX_POINTS:
                 break
@@ -280,7 +280,7 @@ class CostAwareSampler(BaseSampler):
         return model, scale
 
     def _best(self, pool: list[Candidate], ev: Evidence, model: CurveModel,
-              scale: _FeatureScale) -> Candidate | None:
+              scale: FeatureScale) -> Candidate | None:
         """Score the pool; screen the most promising unscreened candidates while one could
         beat the best screened one (``max_screens`` at most; three times that while none
         screened is feasible); return the best screened feasible candidate."""
@@ -291,7 +291,7 @@ class CostAwareSampler(BaseSampler):
             believed, _ = model.predict(f)
             model = model.assuming(f, believed)
             ev = ev.with_believed(pending, believed)
-        front = _Front.of(ev, self.goals, self.caps, pool, self.oracle)
+        front = Front.of(ev, self.goals, self.caps, pool, self.oracle)
         score = self._scores(pool, model, scale, front)
         if not self.oracle.can_screen:  # costs from the parameter count alone
             return pool[int(np.argmax(score))] if np.isfinite(score).any() else None
@@ -309,8 +309,8 @@ class CostAwareSampler(BaseSampler):
             screens += 1
             score[i] = self._scores([pool[i]], model, scale, front)[0]
 
-    def _scores(self, cands: list[Candidate], model: CurveModel, scale: _FeatureScale,
-                front: _Front) -> np.ndarray:
+    def _scores(self, cands: list[Candidate], model: CurveModel, scale: FeatureScale,
+                front: Front) -> np.ndarray:
         """P(feasible) x expected hypervolume improvement per candidate (-inf: its cost or
         features are unknown; 0 for a candidate screened infeasible)."""
         mu, sd = self.oracle.estimate_log_memory(cands)
@@ -350,74 +350,3 @@ class CostAwareSampler(BaseSampler):
                       for p, m, s in zip(params, memory, size, strict=True)])
         mean, sd = model.predict(f)
         return np.array([self.goals.signed(m) for m in mean]), sd
-
-
-@dataclass(frozen=True)
-class _FeatureScale:
-    """Log memory and log size scaled to [0, 1] over the values in play this round."""
-
-    memory: tuple[float, float]
-    size: tuple[float, float]
-
-    @classmethod
-    def of(cls, ev: Evidence, pool: Sequence[Candidate], oracle: CostOracle) -> _FeatureScale:
-        mem = [o.memory for o in ev.trained if o.memory] + [c.memory_mb for c in pool
-                                                             if c.memory_mb]
-        size = [o.size for o in ev.trained if o.size] + [s for c in pool if (s := oracle.size(c))]
-        return cls(_log_range(mem), _log_range(size))
-
-    def features(self, encoder: ParamEncoder, params: dict[str, Any], memory: float | None,
-                 size: int | None) -> np.ndarray:
-        extra = [_unit(memory, self.memory), _unit(size, self.size)]
-        return np.append(encoder.encode(params), extra)
-
-
-def _log_range(values: Sequence[float]) -> tuple[float, float]:
-    logs = [math.log(v) for v in values if v and v > 0]
-    return (min(logs), max(logs)) if logs else (0.0, 0.0)
-
-
-def _unit(v: float | None, bounds: tuple[float, float]) -> float:
-    lo, hi = bounds
-    if v is None or v <= 0 or hi <= lo:
-        return 0.5
-    return (math.log(v) - lo) / (hi - lo)
-
-
-@dataclass(frozen=True)
-class _Front:
-    """The feasible front in the acquisition's units: accuracy to maximise, costs / reference."""
-
-    acc: np.ndarray  # (n,)
-    costs: np.ndarray  # (n, d)
-    scales: tuple[tuple[str, float], ...]  # (metric, reference value) per cost dimension
-
-    @classmethod
-    def of(cls, ev: Evidence, goals: Goals, caps: CapsConfig, pool: Sequence[Candidate],
-           oracle: CostOracle) -> _Front:
-        scales = []
-        for metric, _ in goals.costs:
-            if metric == "peak_memory_mb" and not oracle.memory_known:
-                continue  # candidates' memory is unknown: this cost cannot be compared
-            cap = caps.gpu_ram_mb if metric == "peak_memory_mb" else caps.max_params
-            if cap is None:
-                seen = [p.costs.get(metric, 0.0) for p in ev.front]
-                seen += [(c.memory_mb if metric == "peak_memory_mb" else oracle.size(c)) or 0.0
-                         for c in pool]
-                cap = 1.1 * max(seen, default=0.0) or 1.0
-            scales.append((metric, float(cap)))
-        pts = [p for p in ev.front if all(m in p.costs for m, _ in scales)]
-        acc = np.array([p.score for p in pts])
-        costs = np.array([[p.costs[m] / s for m, s in scales] for p in pts]).reshape(len(pts), -1)
-        keep = pareto_mask(acc, costs) if len(pts) else np.zeros(0, bool)
-        return cls(acc[keep], costs[keep], tuple(scales))
-
-    def scaled(self, values: dict[str, float | None]) -> np.ndarray | None:
-        """A candidate's costs in front units (None: one is unknown)."""
-        out = []
-        for metric, scale in self.scales:
-            v = values.get(metric)
-            if v is None:
-                return None
-            out.append(v / scale)
-        return np.array(out)
