@@ -73,8 +73,8 @@ class AshaSpec(_Frozen):
 
 
 class CostAwareSpec(_Frozen):
-    """Settings of the cost_aware sampler; each off by default (docs/BENCHMARKS.md 6.6 is what
-    is measured of them)."""
+    """Settings of the cost_aware sampler; each off by default (docs/BENCHMARKS.md 6.6: the
+    failure they aim at; 6.7: what they did, 3 seeds)."""
 
     # After the start-up, every k-th trial is a random feasible candidate in the least-tried
     # memory stratum instead of the model's choice: a hedge against a model that learnt the

@@ -11,7 +11,7 @@ from engine.train.config import TrainConfig
 
 __all__ = ["SearchSpace", "corner_candidates", "training_params"]
 
-TRAIN_PREFIX = "train."  # names of the training parameters (the rest: family and model)
+TRAIN = "train"  # training parameters are named train.<param> (the rest: family and model)
 
 
 class SearchSpace:
@@ -37,14 +37,14 @@ class SearchSpace:
 
         model = {name: draw(f"{family}.{name}", p) if is_distribution(p) else p
                  for name, p in self.spec.model[family].items()}
-        train = resolve(TrainConfig, self.spec.train, draw, "train")
+        train = resolve(TrainConfig, self.spec.train, draw, TRAIN)
         return TrialConfig(family=family, model=model, train=train)
 
 
 def training_params(params: dict[str, Any]) -> dict[str, Any]:
     """The training part of a candidate's parameters (``train.*``: learning rates, switch
     epoch, ...); what is left is the architecture."""
-    return {n: v for n, v in params.items() if n.startswith(TRAIN_PREFIX)}
+    return {n: v for n, v in params.items() if n.startswith(f"{TRAIN}.")}
 
 
 def _draw(trial: Any, name: str, p: Any) -> Any:
@@ -89,6 +89,6 @@ def corner_candidates(space: SearchSpace) -> list[TrialConfig]:
             def draw(name: str, p: Any) -> Any:
                 return _low(p) if _low(p) is not None else p.choices[0]
 
-            train = resolve(TrainConfig, space.spec.train, draw, "train")
+            train = resolve(TrainConfig, space.spec.train, draw, TRAIN)
             out.append(TrialConfig(family=family, model=model, train=train))
     return out
