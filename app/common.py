@@ -7,7 +7,7 @@ import time
 
 import streamlit as st
 
-__all__ = ["duration", "escape_markdown", "show_error", "trial_colour", "when"]
+__all__ = ["escape_markdown", "show_error", "trial_colour", "when"]
 
 # Backslash-escaping every ASCII punctuation mark Streamlit's markdown reacts to (CommonMark
 # allows escaping any of them): `**`, `_`, `[x](y)`, `$math$`, `:red[...]`, `:emoji:`, HTML.
@@ -34,18 +34,6 @@ def trial_colour(number: int) -> str:
     hue = (number * 137.508) % 360.0
     light = (45, 62, 32)[(number // 13) % 3]
     return f"hsl({hue:.1f}, 70%, {light}%)"
-
-
-def duration(seconds: float | None) -> str:
-    """``95`` -> ``"1 min 35 s"``; None -> ``"unknown"``."""
-    if seconds is None:
-        return "unknown"
-    s = max(0, int(round(seconds)))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 def when(unix_s: float | None) -> str:

@@ -22,12 +22,14 @@ from engine.errors import StorageError, WaveSearchError
 from storage import (
     DriverInfo,
     SearchProgress,
+    StudyRecord,
+    TrialRecord,
     TrialRow,
-    drivers,
+    cap_for,
     list_studies,
     load_study,
     normalize_url,
-    schema,
+    read_trials,
     search_progress,
     trial_rows,
 )
@@ -101,6 +103,11 @@ class StudyInfo:
     max_params: int | None
     spec: dict[str, Any] | None
     spec_hash: str | None
+    constraints: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def cap_for(self, metric: str) -> float | None:
+        """The cap on ``metric`` (None: uncapped)."""
+        return cap_for(metric, self.constraints)
 
 
 @dataclass(frozen=True)
@@ -141,25 +148,25 @@ def studies(url: str) -> list[tuple[str, int]]:
 def probe(url: str, study: str) -> StudyProbe:
     """The progress and data version of ``study`` (one read of its trials)."""
     s = load_study(url, study)
-    trials = s.get_trials(deepcopy=False)
+    trials = read_trials(s)
     progress = search_progress(s)
-    spec_search = (s.user_attrs.get(schema.STUDY_SPEC) or {}).get("search") or {}
+    spec_search = StudyRecord.read(s).spec_search
     if progress.n_trials is None and progress.budget_epochs is None:
         # Studies begun before the budget was recorded: the spec's budget.
         progress = dataclasses.replace(progress, n_trials=spec_search.get("n_trials"),
                                        budget_epochs=spec_search.get("budget_epochs"))
-    ds = tuple(drivers(s))
+    ds = StudyRecord.read(s).drivers
     eta = None
     if progress.eta_s is None and (progress.running > 0 or progress.live_drivers > 0):
         eta = _estimate_eta(trials, ds, progress)
         progress = dataclasses.replace(progress, eta_s=eta)
-    finished = tuple(t.number for t in trials if t.state.is_finished())
+    finished = tuple(t.number for t in trials if t.finished)
     token = (len(trials), progress.finished, progress.running, progress.epochs, finished,
              tuple((d.id, d.state, d.heartbeat_at) for d in ds))
     return StudyProbe(token, progress, ds, eta is not None, finished_token=finished)
 
 
-def _estimate_eta(trials: list, ds: tuple[DriverInfo, ...], p: SearchProgress) -> float | None:
+def _estimate_eta(trials: list[TrialRecord], ds: tuple[DriverInfo, ...], p: SearchProgress) -> float | None:
     """Seconds left at the pace of this run: trials finished since the search (re)started,
     against the trials the budget still allows (None: no trial budget or no pace yet)."""
     if not p.n_trials:
@@ -170,7 +177,7 @@ def _estimate_eta(trials: list, ds: tuple[DriverInfo, ...], p: SearchProgress) -
     if since is None:
         return None
     done = sum(1 for t in trials if t.datetime_complete and t.datetime_complete.timestamp() >= since
-               and t.user_attrs.get(schema.TRIAL_FAIL_REASON) != schema.INTERRUPTED_REASON)
+               and t.counts_as_trained)
     if done == 0:
         return None
     return max(0, p.n_trials - p.finished) * (time.time() - since) / done
@@ -185,26 +192,17 @@ def rows(url: str, study: str, token: tuple) -> list[TrialRow]:
 @st.cache_data(max_entries=64, show_spinner=False)
 def configs(url: str, study: str, token: tuple) -> dict[int, dict[str, Any]]:
     """Trial number -> its recorded config (family, model, train), for trials that have one."""
-    s = load_study(url, study)
-    return {t.number: t.user_attrs[schema.TRIAL_CONFIG] for t in s.get_trials(deepcopy=False)
-            if isinstance(t.user_attrs.get(schema.TRIAL_CONFIG), dict)}
+    return {t.number: t.config for t in read_trials(load_study(url, study))
+            if t.config is not None}
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def info(url: str, study: str, token: tuple) -> StudyInfo:
     """The study's objectives, directions, caps and stored spec."""
-    s = load_study(url, study)
-    ua = s.user_attrs
-    caps = ua.get(schema.STUDY_CONSTRAINTS) or {}
-    cap = caps.get("gpu_ram_mb")
-    mp = caps.get("max_params")
-    objectives = tuple(ua.get(schema.STUDY_OBJECTIVES) or s.metric_names or
-                       [f"objective {i}" for i in range(len(s.directions))])
-    return StudyInfo(objectives=objectives,
-                     directions=tuple(d.name.lower() for d in s.directions),
-                     cap_mb=float(cap) if isinstance(cap, (int, float)) else None,
-                     max_params=int(mp) if isinstance(mp, (int, float)) else None,
-                     spec=ua.get(schema.STUDY_SPEC), spec_hash=ua.get(schema.STUDY_SPEC_HASH))
+    r = StudyRecord.read(load_study(url, study))
+    return StudyInfo(objectives=r.objectives, directions=r.directions, cap_mb=r.cap_mb,
+                     max_params=r.max_params, spec=r.spec, spec_hash=r.spec_hash,
+                     constraints=r.constraints)
 
 
 @st.cache_data(ttl=10, show_spinner=False)
@@ -222,6 +220,6 @@ def activity(url: str, listing: tuple[tuple[str, int], ...]) -> dict[str, float]
             continue
         stamps = [d.timestamp() for t in s.get_trials(deepcopy=False)
                   for d in (t.datetime_start, t.datetime_complete) if d is not None]
-        stamps += [d.heartbeat_at for d in drivers(s)]
+        stamps += [d.heartbeat_at for d in StudyRecord.read(s).drivers]
         out[name] = max(stamps, default=0.0)
     return out

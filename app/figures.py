@@ -86,8 +86,7 @@ def pareto_figure(rows: Sequence[TrialRow], axis: XAxis, info: StudyInfo,
                            f"{axis.title}: %{{x:,.4g}}<br>%{{customdata[2]:,}} params"
                            "<extra></extra>")))
     _front_line(fig, rows, axis, info)
-    _cap_line(fig, rows, axis, {"peak_memory_mb": info.cap_mb,
-                                "param_count": info.max_params}.get(axis.field))
+    _cap_line(fig, rows, axis, info.cap_for(axis.field))
     fig.update_layout(xaxis_title=axis.title, yaxis_title="validation accuracy", height=500,
                       margin={"t": 30}, legend={"orientation": "h"})
     return fig

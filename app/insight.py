@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from optuna.trial import FrozenTrial, TrialState
 
-from storage import is_feasible, load_study, schema
+from storage import StudyRecord, TrialRecord, load_study
 
 __all__ = ["Insight", "hypervolume_history", "importances", "parallel_coordinates"]
 
@@ -35,10 +35,11 @@ class Insight:
 def _trained(url: str, study: str, families: tuple[str, ...] | None) -> tuple[optuna.Study,
                                                                                list[FrozenTrial]]:
     s = load_study(url, study)
-    keep = [t for t in s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.user_attrs.get(schema.TRIAL_TRAINED) is not False and is_feasible(t)
-            and (families is None or (t.user_attrs.get(schema.TRIAL_CONFIG) or {}).get("family")
-                 in families)]
+    keep = []
+    for t in s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        r = TrialRecord.read(t)
+        if not r.screened_out and r.feasible and (families is None or r.family in families):
+            keep.append(t)
     return s, keep
 
 
@@ -62,23 +63,21 @@ def _renumber(fig: go.Figure, trials: list[FrozenTrial]) -> go.Figure:
 
 
 def _objectives(s: optuna.Study) -> list[str]:
-    return list(s.user_attrs.get(schema.STUDY_OBJECTIVES) or s.metric_names
-                or [f"objective {i}" for i in range(len(s.directions))])
+    return list(StudyRecord.read(s).objectives)
 
 
 def reference_point(s: optuna.Study, trials: list[FrozenTrial]) -> list[tuple[str, float, str]]:
     """Per objective ``(name, value, why)``: accuracy 0; a capped metric at its cap; any other
     metric 10% beyond the worst value of the feasible trials."""
-    caps = s.user_attrs.get(schema.STUDY_CONSTRAINTS) or {}
-    cap_of = {"peak_memory_mb": caps.get("gpu_ram_mb"), "param_count": caps.get("max_params")}
+    record = StudyRecord.read(s)
     out = []
-    for i, (name, d) in enumerate(zip(_objectives(s), s.directions, strict=True)):
+    for i, (name, d) in enumerate(zip(record.objectives, s.directions, strict=True)):
         values = [t.values[i] for t in trials]
         if d == optuna.study.StudyDirection.MAXIMIZE:
             out.append((name, 0.0, "zero") if name == "val_accuracy" else
                        (name, min(values) - 0.1 * abs(min(values)), "10% below the worst"))
-        elif isinstance(cap_of.get(name), (int, float)):
-            out.append((name, float(cap_of[name]), "the cap"))
+        elif record.cap_for(name) is not None:
+            out.append((name, record.cap_for(name), "the cap"))
         else:
             out.append((name, max(values) * 1.1 if max(values) > 0 else 1.0, "10% above the worst"))
     return out

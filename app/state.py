@@ -22,6 +22,7 @@ import streamlit as st
 from app import common, data
 from app.runs import Registry, SearchLauncher, SearchRun, run_dir
 from engine.errors import WaveSearchError
+from engine.units import format_duration
 from storage.schema import DEFAULT_STORAGE_URL
 
 __all__ = ["IDLE_S", "LIVE_S", "Selection", "current", "launcher", "require_study",
@@ -151,7 +152,7 @@ def _progress(sel: Selection) -> None:
     else:
         st.sidebar.caption(" · ".join(parts))
     if sel.probe.live:
-        eta = common.duration(p.eta_s) + (" (estimate)" if sel.probe.eta_estimated else "")
+        eta = format_duration(p.eta_s, precise=True) + (" (estimate)" if sel.probe.eta_estimated else "")
         st.sidebar.caption(f"{p.running} running · ETA {eta}"
                            + (f" · deadline {common.when(p.deadline)}" if p.deadline else ""))
     elif p.fraction is not None and p.fraction < 1 and not sel.live:

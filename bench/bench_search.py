@@ -40,9 +40,10 @@ from pathlib import Path
 
 import ray
 
+from engine.samplers.cost_aware import INFO_ATTR
 from engine.search import run_search
 from engine.spec import SearchSpec
-from storage import load_study, schema
+from storage import load_study, read_trials
 
 # Method -> (sampler, scheduler, extra search settings).
 HEDGED = {"cost_aware": {"transfer_recipes": 2, "stratified_recipes": True, "explore_every": 4}}
@@ -209,22 +210,20 @@ def run_one(dataset: str, method: str, seed: int, budget: dict, cifar_zip: str |
     counts: dict = {}
     for t in study.trials:
         counts[t.state.name] = counts.get(t.state.name, 0) + 1
-        info = t.system_attrs.get("cost_aware:info")
+        info = t.system_attrs.get(INFO_ATTR)
         if info:
             run.suggest_s.append(info["seconds"])
             run.screens += info["screens"]
             run.phases[info["phase"]] = run.phases.get(info["phase"], 0) + 1
-    done = sorted((t for t in study.trials if t.state.is_finished() and t.datetime_complete),
-                  key=lambda t: (t.datetime_complete, t.number))
-    for t in done:
-        point = (t.state.name == "COMPLETE" and t.user_attrs.get(schema.TRIAL_TRAINED) is not False
-                 and all(v <= 0 for v in t.constraints.values()))
-        run.trace.append((len(t.intermediate_values),
-                          t.user_attrs[schema.TRIAL_PEAK_MEMORY_MB] if point else None,
-                          t.values[0] if point else None))
-    counts["trials"] = len(study.trials)
-    counts["infeasible"] = sum(1 for t in study.trials
-                               if t.user_attrs.get(schema.TRIAL_TRAINED) is False)
+    records = read_trials(study)
+    done = sorted((r for r in records if r.finished and r.datetime_complete),
+                  key=lambda r: (r.datetime_complete, r.number))
+    for r in done:
+        point = r.state.name == "COMPLETE" and not r.screened_out and r.feasible
+        run.trace.append((r.epochs_trained, r.peak_memory_mb if point else None,
+                          r.values[0] if point else None))
+    counts["trials"] = len(records)
+    counts["infeasible"] = sum(1 for r in records if r.screened_out)
     counts["seconds"] = round(seconds, 1)
     run.counts = counts
     return run

@@ -135,7 +135,7 @@ def _oom_child(cap_mb: float, queue) -> None:
     import torch
 
     from engine.models import create_model
-    from engine.search.protocol import Prediction
+    from engine.protocol import Prediction
     from engine.search.worker import enforce_cap, oom_outcome
 
     enforce_cap(cap_mb)

@@ -8,6 +8,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from engine.config import Config
+from storage.schema import CAP_OF
 
 __all__ = ["CapsConfig", "mb"]
 
@@ -31,6 +32,12 @@ class CapsConfig(Config):
 
     gpu_ram_mb: float | None = Field(None, gt=0, description="per-trial peak training memory cap")
     max_params: int | None = Field(None, ge=1)
+
+    def cap_for(self, metric: str) -> float | None:
+        """The cap on ``metric`` (``storage.schema.CAP_OF`` pairs them; None: uncapped)."""
+        key = CAP_OF.get(metric)
+        cap = None if key is None else getattr(self, key)
+        return None if cap is None else float(cap)
 
     def violations(self, peak_mb: float, params: int) -> dict[str, float]:
         """One value per configured cap, by name; <= 0 means satisfied (Optuna's convention).

@@ -26,7 +26,7 @@ from engine.config import CategoricalParam, Distribution, FloatParam, IntParam, 
 from engine.data.base import DataConfig
 from engine.errors import SpecError
 from engine.train.config import TrainConfig
-from storage.schema import DEFAULT_STORAGE_URL
+from storage.schema import DEFAULT_STORAGE_URL, METRICS
 
 __all__ = [
     "apply_overrides",
@@ -57,7 +57,10 @@ class StudySpec(_Frozen):
     storage: str = DEFAULT_STORAGE_URL
 
 
-Metric = Literal["val_accuracy", "peak_memory_mb", "param_count"]
+Metric = Literal[METRICS]
+# The registries (engine/search/sampling.py) hold one builder per name; a test checks they agree.
+SAMPLERS = ("tpe", "nsga2", "random", "cost_aware")
+SCHEDULERS = ("fifo", "asha", "pareto_asha")
 
 
 class ObjectiveSpec(_Frozen):
@@ -93,7 +96,7 @@ class SearchSettings(_Frozen):
     # cost_aware by default: at equal epochs it beat random search in 10 of 10 benchmark runs
     # (5 seeds, CIFAR slice and digits; docs/BENCHMARKS.md 6.3); tpe was level with random
     # (6.1, 6.2).
-    sampler: Literal["tpe", "nsga2", "random", "cost_aware"] = "cost_aware"
+    sampler: Literal[SAMPLERS] = "cost_aware"
     # The budget: the search stops at whichever is reached first; at least one is required.
     n_trials: int | None = Field(None, ge=1, le=100_000, description="trained trials")
     budget_epochs: int | None = Field(None, ge=1, description="training epochs, all trials together")
@@ -104,7 +107,7 @@ class SearchSettings(_Frozen):
     max_concurrent: int = Field(1, ge=1, le=1024)
     seed: int = 0
     # pareto_asha: successive halving that keeps trials not dominated in (accuracy, memory/size)
-    scheduler: Literal["fifo", "asha", "pareto_asha"] = "fifo"
+    scheduler: Literal[SCHEDULERS] = "fifo"
     asha: AshaSpec = AshaSpec()
     cost_aware: CostAwareSpec = CostAwareSpec()
 
@@ -266,16 +269,16 @@ def _check_registries(spec: SearchSpec, path: str) -> None:
     """Names a spec uses must be registered, and every model parameter value a spec can
     produce must satisfy its family's config rules (so a bad range fails at validate time)."""
     from engine.data import DATASETS
-    from engine.models import DATA_FIELDS, FAMILIES
+    from engine.models import CONFIGS, DATA_FIELDS
 
     if spec.data.dataset not in DATASETS:
         raise SpecError(f"unknown dataset {spec.data.dataset!r}; allowed: "
                         f"{', '.join(DATASETS.names())}", path=path, key="data.dataset")
     for family, params in spec.model.items():
-        if family not in FAMILIES:
+        if family not in CONFIGS:
             raise SpecError(f"unknown model family {family!r}; allowed: "
-                            f"{', '.join(FAMILIES.names())}", path=path, key=f"model.{family}")
-        cfg_cls = FAMILIES.get(family).config_cls
+                            f"{', '.join(CONFIGS.names())}", path=path, key=f"model.{family}")
+        cfg_cls = CONFIGS.get(family)
         fields = cfg_cls.model_fields
         for name, param in params.items():
             key = f"model.{family}.{name}"

@@ -1,4 +1,5 @@
-"""Study storage: Optuna RDB storages by URL, an SQL artifact store, and read-only views.
+"""Study storage: Optuna RDB storages by URL, the typed study record, an SQL artifact store,
+and read-only views.
 
 This package imports neither torch nor ray: the app reads studies through it alone.
 """
@@ -14,8 +15,17 @@ from storage.backend import (
     redact,
 )
 from storage.prepare import prepare_database
-from storage.views import (
+from storage.record import (
+    BudgetRecord,
     DriverInfo,
+    StudyRecord,
+    TrialRecord,
+    cap_for,
+    read_trials,
+    write_study,
+    write_trial,
+)
+from storage.views import (
     SearchProgress,
     TrialRow,
     best_accuracy_trial,
@@ -28,12 +38,16 @@ from storage.views import (
 )
 
 __all__ = [
+    "BudgetRecord",
     "DriverInfo",
     "SQLArtifactStore",
     "SearchProgress",
+    "StudyRecord",
     "StudySummary",
+    "TrialRecord",
     "TrialRow",
     "best_accuracy_trial",
+    "cap_for",
     "check_search_storage",
     "drivers",
     "is_feasible",
@@ -44,7 +58,10 @@ __all__ = [
     "open_storage",
     "pareto_numbers",
     "prepare_database",
+    "read_trials",
     "redact",
     "search_progress",
     "trial_rows",
+    "write_study",
+    "write_trial",
 ]

@@ -242,14 +242,13 @@ class StudySummary:
 
 def list_studies(url: str) -> list[StudySummary]:
     """Every study in the storage at ``url``, by name."""
-    from storage.schema import STUDY_OBJECTIVES
+    from storage.record import summary_objectives
 
     storage = open_storage(url)
     out = []
     for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False):
-        objectives = tuple(s.user_attrs.get(STUDY_OBJECTIVES, ()))
         out.append(StudySummary(s.study_name, s.n_trials, tuple(d.name.lower() for d in s.directions),
-                                objectives))
+                                summary_objectives(s)))
     return sorted(out, key=lambda s: s.name)
 
 

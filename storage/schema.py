@@ -1,12 +1,14 @@
-"""Names of the attributes WaveSearch writes on Optuna studies and trials.
+"""The keys WaveSearch stores on Optuna studies and trials, and a few shared constants.
 
-Writers (the engine) and readers (the app, export) both use these constants, so the two
-sides cannot drift apart. Values are JSON-serialisable.
+Only :mod:`storage.record` reads or writes attributes under these keys (the engine, the app,
+export and the benchmarks use its typed records); tests use them to craft what an older
+version or another tool left on disk. Values are JSON-serialisable.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "CAP_OF",
     "DEFAULT_STORAGE_URL",
     "INTERRUPTED_REASON",
     "METRICS",
@@ -40,14 +42,16 @@ __all__ = [
     "TRIAL_VAL_ACCURACY",
     "TRIAL_WALL_TIME_S",
     "TRIAL_WEIGHTS",
-    "TRIAL_DATA",
+    "TRIAL_DRIVER",
 ]
 
 # Where studies live unless a spec or a command says otherwise (a file in the working folder).
 DEFAULT_STORAGE_URL = "sqlite:///wavesearch.db"
 
-# Metrics a spec may use as objectives (the spec's Literal is checked against this in tests).
+# Metrics a spec may use as objectives (the spec's Literal is derived from this tuple).
 METRICS = ("val_accuracy", "peak_memory_mb", "param_count")
+# Which cap (a field of the spec's ``constraints``) bounds which metric; uncapped ones absent.
+CAP_OF = {"peak_memory_mb": "gpu_ram_mb", "param_count": "max_params"}
 
 # Study user attributes.
 STUDY_OBJECTIVES = "objectives"  # list[str], metric name of each objective, in order
@@ -77,7 +81,6 @@ DRIVER_STALE_S = 30.0
 
 # Trial user attributes.
 TRIAL_CONFIG = "config"  # TrialConfig.to_dict(): family, model kwargs, train settings
-TRIAL_DATA = "data_fields"  # in_channels / num_classes / image_size the model was built with
 TRIAL_VAL_ACCURACY = "val_accuracy"
 TRIAL_CURVE = "val_curve"  # list[float], validation accuracy after each epoch
 TRIAL_PARAM_COUNT = "param_count"
@@ -99,6 +102,7 @@ TRIAL_STATE_REASON = "state_reason"  # why a trial was pruned or is infeasible
 TRIAL_CONSTRAINT_VIOLATIONS = "constraint_violations"  # list[float], <= 0 means satisfied
 TRIAL_WEIGHTS = "weights_artifact_id"
 TRIAL_TUNE_ID = "tune_trial_id"
+TRIAL_DRIVER = "driver_id"  # the driver (engine search process) that runs the trial
 # Logits of the trained model on a fixed probe input (see engine.export.probe_input), so an
 # exported checkpoint can prove it rebuilds exactly the model the trial trained.
 TRIAL_PROBE_LOGITS = "probe_logits"

@@ -6,14 +6,13 @@ Everything the app shows comes through here; the app never opens a database itse
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from storage import schema
+from storage.record import BudgetRecord, DriverInfo, StudyRecord, TrialRecord, read_trials
 
 __all__ = ["DriverInfo", "SearchProgress", "TrialRow", "best_accuracy_trial", "drivers",
            "is_feasible", "memory_cap_mb", "pareto_numbers", "search_progress", "trial_rows"]
@@ -21,8 +20,7 @@ __all__ = ["DriverInfo", "SearchProgress", "TrialRow", "best_accuracy_trial", "d
 
 def memory_cap_mb(study: optuna.Study) -> float | None:
     """The study's per-trial memory cap (MB), if its spec set one."""
-    cap = (study.user_attrs.get(schema.STUDY_CONSTRAINTS) or {}).get("gpu_ram_mb")
-    return float(cap) if isinstance(cap, (int, float)) else None
+    return StudyRecord.read(study).cap_mb
 
 
 def is_feasible(t: FrozenTrial) -> bool:
@@ -71,40 +69,34 @@ class TrialRow:
         return "pareto" if self.pareto else "dominated"
 
 
-def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
-
-
 def trial_rows(study: optuna.Study) -> list[TrialRow]:
     """Every trial of ``study`` as a :class:`TrialRow`, in trial-number order."""
     front = pareto_numbers(study)
-    objectives = study.user_attrs.get(schema.STUDY_OBJECTIVES) or []
+    objectives = StudyRecord.read(study).objectives
     rows = []
-    for t in study.get_trials(deepcopy=False):
-        # Objective values are the record of truth; user attributes fill in the other metrics.
-        ua = {**t.user_attrs, **dict(zip(objectives, t.values or [], strict=False))}
-        cfg = ua.get(schema.TRIAL_CONFIG) or {}
-        curve = ua.get(schema.TRIAL_CURVE) or [v for _, v in sorted(t.intermediate_values.items())]
-        pc = ua.get(schema.TRIAL_PARAM_COUNT)
+    for r in read_trials(study):
+        # Objective values are the record of truth; the recorded fields fill in the rest.
+        told = {m: v for m, v in zip(objectives, r.values or (), strict=False)
+                if isinstance(v, (int, float)) and math.isfinite(v)}
+        pc = told.get("param_count", r.param_count)
         rows.append(TrialRow(
-            number=t.number,
-            state=t.state.name,
-            family=cfg.get("family"),
+            number=r.number,
+            state=r.state.name,
+            family=r.family,
             # A candidate rejected before training has no accuracy (its objective value is a
             # placeholder for the sampler).
-            val_accuracy=(None if ua.get(schema.TRIAL_TRAINED) is False
-                          else _num(ua.get(schema.TRIAL_VAL_ACCURACY))),
-            peak_memory_mb=_num(ua.get(schema.TRIAL_PEAK_MEMORY_MB)),
-            param_count=int(pc) if isinstance(pc, (int, float)) else None,
-            memory_method=ua.get(schema.TRIAL_MEMORY_METHOD),
-            feasible=is_feasible(t),
-            pareto=t.number in front,
-            epochs_run=ua.get(schema.TRIAL_EPOCHS_RUN),
-            wall_time_s=_num(ua.get(schema.TRIAL_WALL_TIME_S)),
-            reason=ua.get(schema.TRIAL_FAIL_REASON) or ua.get(schema.TRIAL_STATE_REASON),
-            params=dict(t.params),
-            curve=list(curve),
-            switched_at=ua.get(schema.TRIAL_SWITCHED_AT),
+            val_accuracy=None if r.screened_out else told.get("val_accuracy", r.val_accuracy),
+            peak_memory_mb=told.get("peak_memory_mb", r.peak_memory_mb),
+            param_count=None if pc is None else int(pc),
+            memory_method=r.memory_method,
+            feasible=r.feasible,
+            pareto=r.number in front,
+            epochs_run=r.epochs_run,
+            wall_time_s=r.wall_time_s,
+            reason=r.reason,
+            params=dict(r.params),
+            curve=r.learning_curve,
+            switched_at=r.switched_at,
         ))
     return rows
 
@@ -118,46 +110,20 @@ def best_accuracy_trial(study: optuna.Study) -> FrozenTrial:
     from engine.errors import StorageError
 
     front = pareto_numbers(study)
-    candidates = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                  if t.number in front and schema.TRIAL_WEIGHTS in t.user_attrs]
+    complete = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.number in front}
+    candidates = [r for r in map(TrialRecord.read, complete.values())
+                  if r.weights_artifact_id is not None]
     if not candidates:
         raise StorageError(f"study {study.study_name!r} has no feasible finished trial with saved "
                            "weights yet; wait for a trial to complete or pass --trial N")
-    return max(candidates, key=lambda t: t.user_attrs.get(schema.TRIAL_VAL_ACCURACY, -1.0))
-
-
-@dataclass(frozen=True)
-class DriverInfo:
-    """One ``engine search`` process that worked on a study (see ``schema.DRIVER_PREFIX``)."""
-
-    id: str
-    host: str
-    pid: int
-    started_at: float
-    heartbeat_at: float
-    state: str
-    deadline: float | None = None
-    eta_s: float | None = None
-    running_trials: int = 0
-
-    def live(self, now: float | None = None) -> bool:
-        """Running, with a heartbeat younger than ``schema.DRIVER_STALE_S``."""
-        now = time.time() if now is None else now
-        return self.state == "running" and now - self.heartbeat_at <= schema.DRIVER_STALE_S
+    best = max(candidates, key=lambda r: -1.0 if r.val_accuracy is None else r.val_accuracy)
+    return complete[best.number]
 
 
 def drivers(study: optuna.Study) -> list[DriverInfo]:
     """Every driver that recorded itself on ``study``, oldest first."""
-    out = []
-    for key, value in study.user_attrs.items():
-        if key.startswith(schema.DRIVER_PREFIX) and isinstance(value, dict):
-            out.append(DriverInfo(
-                id=key[len(schema.DRIVER_PREFIX):], host=str(value.get("host", "?")),
-                pid=int(value.get("pid", 0)), started_at=float(value.get("started_at", 0.0)),
-                heartbeat_at=float(value.get("heartbeat_at", 0.0)),
-                state=str(value.get("state", "running")), deadline=value.get("deadline"),
-                eta_s=value.get("eta_s"), running_trials=int(value.get("running_trials", 0))))
-    return sorted(out, key=lambda d: d.started_at)
+    return list(StudyRecord.read(study).drivers)
 
 
 @dataclass(frozen=True)
@@ -165,7 +131,8 @@ class SearchProgress:
     """How far a study's search has come, for progress bars.
 
     Attributes:
-        finished: Trials that count towards ``n_trials`` (interrupted ones do not).
+        finished: Finished trials that count towards ``n_trials`` (neither interrupted nor
+            screened out before training).
         n_trials: The trial budget (None: none).
         epochs: Epochs trained by all trials so far.
         budget_epochs: The epoch budget (None: none).
@@ -196,17 +163,18 @@ class SearchProgress:
 
 
 def search_progress(study: optuna.Study, now: float | None = None) -> SearchProgress:
-    """The progress of ``study``'s search against its recorded budget."""
-    budget = study.user_attrs.get(schema.STUDY_BUDGET) or {}
-    trials = study.get_trials(deepcopy=False)
-    finished = sum(1 for t in trials if t.state.is_finished()
-                   and t.user_attrs.get(schema.TRIAL_FAIL_REASON) != schema.INTERRUPTED_REASON)
-    live = [d for d in drivers(study) if d.live(now)]
+    """The progress of ``study``'s search against its recorded budget (trials count as
+    :attr:`~storage.record.TrialRecord.counts_as_trained` says, as the search's budget does)."""
+    rec = StudyRecord.read(study)
+    budget = rec.budget or BudgetRecord()
+    trials = read_trials(study)
+    live = [d for d in rec.drivers if d.live(now)]
     freshest = max(live, key=lambda d: d.heartbeat_at, default=None)
     return SearchProgress(
-        finished=finished, n_trials=budget.get("n_trials"),
-        epochs=sum(len(t.intermediate_values) for t in trials),
-        budget_epochs=budget.get("budget_epochs"),
-        running=sum(t.state == TrialState.RUNNING for t in trials), live_drivers=len(live),
+        finished=sum(1 for r in trials if r.finished and r.counts_as_trained),
+        n_trials=budget.n_trials,
+        epochs=sum(r.epochs_trained for r in trials),
+        budget_epochs=budget.budget_epochs,
+        running=sum(r.state == TrialState.RUNNING for r in trials), live_drivers=len(live),
         eta_s=freshest.eta_s if freshest else None,
         deadline=freshest.deadline if freshest else None)

@@ -128,19 +128,25 @@ def test_the_cycle_finder_finds_cycles():
 
 
 # Data flows one way (STYLE: spec -> space -> trial -> model + trainer -> metrics -> storage
-# -> app/export): a package may not import the packages listed against it.
+# -> app/export): a package may not import the packages listed against it. The search and
+# export are siblings: both build on the trial (engine.trial) and the probe (engine.models).
+_FRONT = {"engine.search", "engine.export", "engine.cli", "app"}
 FORBIDDEN = {
-    "engine.models": {"engine.data", "engine.train", "engine.memory", "engine.search",
-                      "engine.spec", "engine.export", "engine.cli", "storage", "app"},
-    "engine.data": {"engine.models", "engine.train", "engine.memory", "engine.search",
-                    "engine.spec", "engine.export", "engine.cli", "storage", "app"},
-    "engine.train": {"engine.memory", "engine.search", "engine.spec", "engine.export",
-                     "engine.cli", "storage", "app"},
-    "engine.memory": {"engine.search", "engine.spec", "engine.export", "engine.cli",
-                      "storage", "app"},
-    "engine.search": {"engine.cli", "app"},
-    "storage": {"engine.models", "engine.data", "engine.train", "engine.memory",
-                "engine.search", "engine.spec", "engine.cli", "app"},
+    "engine.models": {"engine.data", "engine.train", "engine.memory", "engine.spec", "storage",
+                      "engine.samplers"} | _FRONT,
+    "engine.data": {"engine.models", "engine.train", "engine.memory", "engine.spec", "storage",
+                    "engine.samplers"} | _FRONT,
+    "engine.train": {"engine.memory", "engine.spec", "storage", "engine.samplers"} | _FRONT,
+    "engine.memory": {"engine.spec", "storage", "engine.samplers"} | _FRONT,
+    "engine.trial": {"engine.models", "engine.memory", "engine.spec", "storage",
+                     "engine.samplers"} | _FRONT,
+    "engine.protocol": {"engine.models", "engine.memory", "storage", "engine.samplers"} | _FRONT,
+    "engine.space": {"engine.models", "engine.memory", "storage", "engine.samplers"} | _FRONT,
+    "engine.samplers": _FRONT,
+    "engine.search": {"engine.export", "engine.cli", "app"},
+    "engine.export": {"engine.search", "engine.samplers", "engine.cli", "app"},
+    "storage": {"engine.models", "engine.data", "engine.train", "engine.memory", "engine.spec",
+                "engine.samplers", "engine.space", "engine.protocol", "engine.trial"} | _FRONT,
 }
 
 
@@ -150,9 +156,102 @@ def test_packages_import_only_what_is_upstream_of_them():
     assert not any(broken.values()), broken
 
 
+def test_packages_form_no_cycle():
+    # A cycle between packages (search -> export -> search) is as binding as one between
+    # modules: neither package can be read, tested or moved without the other.
+    edges = package_edges(import_graph())
+    cycle = find_cycle(edges)
+    assert cycle is None, "package cycle: " + " -> ".join(cycle)
+
+
+def _third_party(path: Path) -> set[str]:
+    """Top-level names of the non-project modules a file imports (deferred ones included)."""
+    tree = ast.parse(path.read_text(), str(path))
+    skip = _type_checking_lines(tree)
+    out = set()
+    for node in ast.walk(tree):
+        if getattr(node, "lineno", None) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            out.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module.split(".")[0])
+    return out - set(TOP)
+
+
+def _reachable(graph: dict[str, set[str]], roots: list[str]) -> set[str]:
+    seen, todo = set(), list(roots)
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo.extend(graph.get(m, ()))
+    return seen
+
+
+def test_storage_imports_neither_torch_nor_ray():
+    graph, modules = import_graph(), _modules()
+    reached = _reachable(graph, [m for m in modules if m.split(".")[0] == "storage"])
+    heavy = {m: sorted(_third_party(modules[m]) & {"torch", "ray"}) for m in reached}
+    assert not any(heavy.values()), {m: h for m, h in heavy.items() if h}
+
+
+def test_the_apps_spec_check_needs_no_torch():
+    # What the app's spec editor runs (app/specs.py -> engine.spec), in a fresh interpreter:
+    # every start of the app would otherwise pay for importing torch.
+    import subprocess
+
+    code = ("import sys, app.specs, engine.spec\n"
+            "s = engine.spec.load_spec('search_spaces/quickstart.yaml')\n"
+            "engine.spec.spec_hash(s)\n"
+            "print(sorted(m for m in ('torch', 'ray') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+    graph, modules = import_graph(), _modules()
+    reached = _reachable(graph, ["app.specs", "engine.spec"])
+    assert not any("torch" in _third_party(modules[m]) for m in reached), \
+        sorted(m for m in reached if "torch" in _third_party(modules[m]))
+
+
+MAX_LINES = 450
+
+
+def test_no_module_is_too_long_to_hold_in_ones_head():
+    long = {m: n for m, p in _modules().items()
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"split these by responsibility (over {MAX_LINES} lines): {long}"
+
+
+def test_only_the_study_record_touches_optuna_user_attributes():
+    # storage/record/ is the one read and write of what a study stores (STYLE 17).
+    hits = []
+    for top in (*TOP, "bench"):
+        for path in (ROOT / top).rglob("*.py"):
+            if path.relative_to(ROOT).as_posix().startswith("storage/record/"):
+                continue
+            for i, line in enumerate(path.read_text().splitlines(), 1):
+                if "user_attr" in line:
+                    hits.append(f"{path.relative_to(ROOT)}:{i}")
+    assert not hits, hits
+
+
+def package_graph_text() -> str:
+    """The graph between packages, one line each, as docs/ARCHITECTURE.md shows it."""
+    return "\n".join(f"{p:<16} -> {', '.join(sorted(deps)) or '(nothing)'}"
+                     for p, deps in sorted(package_edges(import_graph()).items())
+                     if p != "engine")
+
+
+def test_the_architecture_document_shows_the_real_graph():
+    doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    assert package_graph_text() in doc, ("docs/ARCHITECTURE.md's import graph is stale; "
+                                         "paste the output of python -m tests.test_architecture")
+
+
 if __name__ == "__main__":
     g = import_graph()
-    for p, deps in sorted(package_edges(g).items()):
-        print(f"{p:<16} -> {', '.join(sorted(deps)) or '(nothing)'}")
+    print(package_graph_text())
     print(f"\n{len(g)} modules, {sum(map(len, g.values()))} edges, cycle: {find_cycle(g)}",
           file=sys.stderr)

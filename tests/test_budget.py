@@ -10,11 +10,12 @@ import pytest
 from optuna.trial import TrialState
 
 from engine.errors import ResourceError
-from engine.search.budget import SearchBudget, counts_as_trained
+from engine.search.budget import SearchBudget
 from engine.search.cluster import plan_hardware
-from engine.search.pace import Pace, format_duration
+from engine.search.pace import Pace
 from engine.train.optim import resolve_amp
-from storage import open_storage, schema
+from engine.units import format_duration
+from storage import TrialRecord, open_storage, schema
 
 
 def _study(tmp_path) -> optuna.Study:
@@ -54,7 +55,7 @@ def test_the_budget_counts_trained_trials_running_ones_included(tmp_path):
     assert budget.trials_left(state) == 1 and budget.epoch_room(state) == 20 - 11 - 3
     assert budget.why_not(state) is None
     assert budget.describe(state) == "3 finished, 1 running, 1 to run, 11 of 20 epochs trained"
-    assert [counts_as_trained(t) for t in study.trials] == [True, True, True, False, False, False,
+    assert [TrialRecord.read(t).counts_as_trained for t in study.trials] == [True, True, True, False, False, False,
                                                            True, False]
 
 

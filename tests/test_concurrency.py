@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from engine.search.budget import counts_as_trained
-from storage import load_study, schema
+from storage import TrialRecord, load_study, schema
 from tests._pg import PrivateServer, temp_database
 from tests.conftest import (
     search_process,
@@ -57,7 +56,7 @@ def _check_shared_budget(url: str, name: str, n_trials: int, outs: list[str],
                          procs: list[subprocess.Popen]) -> None:
     assert [p.returncode for p in procs] == [0] * len(procs), "\n---\n".join(o[-2500:] for o in outs)
     trials = load_study(url, name).trials
-    trained = [t for t in trials if counts_as_trained(t)]
+    trained = [t for t in trials if TrialRecord.read(t).counts_as_trained]
     assert len(trained) == n_trials, [(t.number, t.state.name) for t in trials]
     assert all(t.state == TrialState.COMPLETE for t in trained)
     # Each driver draws from its own random stream: with one seed for all, they would train
@@ -111,7 +110,7 @@ def test_a_killed_driver_leaves_its_trial_to_the_survivor(tmp_path, shared_ray):
     assert detected_s < 15, detected_s
     rerun = [t for t in study.trials if t.number > dead.number and t.params == dead.params]
     assert rerun and rerun[0].state == TrialState.COMPLETE
-    assert sum(counts_as_trained(t) for t in study.trials) == 4
+    assert sum(TrialRecord.read(t).counts_as_trained for t in study.trials) == 4
     print(f"dead driver's trial failed {detected_s:.1f} s after the kill")
 
 

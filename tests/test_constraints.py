@@ -12,9 +12,8 @@ import pytest
 from optuna.trial import TrialState
 
 from engine.search import prepare_study, run_search
-from engine.search.budget import counts_as_trained
 from engine.spec import SearchSpec
-from storage import load_study, pareto_numbers, schema, trial_rows
+from storage import TrialRecord, load_study, pareto_numbers, schema, trial_rows
 from tests.conftest import ROOT, tiny_spec_dict
 
 pytestmark = pytest.mark.slow
@@ -41,7 +40,7 @@ def test_over_cap_candidates_are_recorded_infeasible_not_trained(ray_local, sqli
     small, big, again = study.trials[:3]
     assert [t.state for t in study.trials[:3]] == [TrialState.COMPLETE] * 3
     # The screened-out candidate does not count: 3 trained trials make the budget.
-    assert sum(counts_as_trained(t) for t in study.trials) == 3
+    assert sum(TrialRecord.read(t).counts_as_trained for t in study.trials) == 3
     reason = big.user_attrs[schema.TRIAL_STATE_REASON]
     assert reason.startswith("predicted ") and "MB > cap 1.5 MB" in reason
     assert "parameters > max_params 20,000" in reason

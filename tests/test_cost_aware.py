@@ -18,20 +18,20 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from engine.search.candidates import CandidateDrawer, candidate_key
-from engine.search.cost_aware import INFO_ATTR, PARAMS_ATTR, CostAwareSampler
-from engine.search.hypervolume import (
+from engine.protocol import Failed, Infeasible, Prediction, Screening
+from engine.samplers.candidates import CandidateDrawer, candidate_key
+from engine.samplers.cost_aware import INFO_ATTR, PARAMS_ATTR, CostAwareSampler
+from engine.samplers.hypervolume import (
     expected_improvement,
     hypervolume,
     improvement_cells,
     pareto_mask,
 )
-from engine.search.protocol import Failed, Infeasible, Prediction, TrialConfig
-from engine.search.screen import Screening
-from engine.search.space import SearchSpace
-from engine.search.startup import startup_design
-from engine.search.surrogate import GaussianProcess
+from engine.samplers.startup import startup_design
+from engine.samplers.surrogate import GaussianProcess
+from engine.space import SearchSpace
 from engine.spec import SearchSpec
+from engine.trial import TrialConfig
 from storage import schema
 from tests.conftest import tiny_spec_dict
 
@@ -486,7 +486,7 @@ def test_the_sampler_pickles_without_its_screen():
 
 
 def test_spec_selects_the_cost_aware_sampler():
-    from engine.search.sampling import make_sampler
+    from engine.samplers.registry import make_sampler
 
     sampler = make_sampler(_spec(0))
     assert isinstance(sampler, CostAwareSampler)
@@ -559,9 +559,10 @@ def test_transferred_recipes_put_the_best_trials_settings_on_the_fronts_architec
     spec = _spec(1, cost_aware={"transfer_recipes": 1})
     sampler = _cost_aware(spec)
     study = _search(sampler, spec, 8)
-    from engine.search.evidence import read_study
+    from engine.samplers.evidence import read_study
+    from storage import read_trials
 
-    ev = read_study(study.get_trials(), sampler.goals, sampler.epochs, sampler.oracle)
+    ev = read_study(read_trials(study), sampler.goals, sampler.epochs, sampler.oracle)
     best = max((t for t in study.trials if t.state == TrialState.COMPLETE and t.values[0] > 0),
                key=lambda t: t.values[0])
     recipe = {"train.lr": best.params["train.lr"]}

@@ -52,6 +52,15 @@ def _check_train_step(model: torch.nn.Module, x: torch.Tensor, num_classes: int)
 
 
 # ---------------------------------------------------------------- registry-wide contracts
+def test_every_config_has_its_builder_and_every_builder_its_config():
+    # The spec is checked against CONFIGS (no torch); models are built from FAMILIES.
+    from engine.models import CONFIGS
+
+    assert CONFIGS.names() == FAMILIES.names()
+    for name in CONFIGS.names():
+        assert FAMILIES.get(name).config_cls is CONFIGS.get(name)
+
+
 def test_every_family_has_a_tiny_config():
     assert set(TINY) == set(FAMILIES.names())
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from engine.search.sampling import CurveAwareTPESampler
+from engine.samplers.registry import CurveAwareTPESampler
 
 
 def _fill(study: optuna.Study) -> None:
@@ -45,8 +45,9 @@ class _Trial:
     """What the scheduler reads of a Tune trial: its id and its config (an Assignment)."""
 
     def __init__(self, tid: str, peak_mb: float):
-        from engine.search.protocol import Assignment, Prediction, TrialConfig
+        from engine.protocol import Assignment, Prediction
         from engine.train import TrainConfig
+        from engine.trial import TrialConfig
 
         self.trial_id = tid
         cfg = TrialConfig("wavemix", {}, TrainConfig(epochs=4))
@@ -54,7 +55,7 @@ class _Trial:
 
 
 def _result(epoch: int, acc: float) -> dict:
-    from engine.search.protocol import Report, RunInfo
+    from engine.protocol import Report, RunInfo
 
     return Report(epoch=epoch, val_accuracy=acc, run=RunInfo("cpu", "h", 0.0)).to_tune()
 
@@ -62,7 +63,7 @@ def _result(epoch: int, acc: float) -> dict:
 def test_pareto_asha_keeps_small_slow_starters_that_asha_would_stop():
     from ray.tune.schedulers import TrialScheduler
 
-    from engine.search.pareto_asha import ParetoASHAScheduler
+    from engine.samplers.pareto_asha import ParetoASHAScheduler
 
     pareto = ParetoASHAScheduler(max_t=4, grace_period=1, reduction_factor=2,
                                  static_objectives=[("peak_memory_mb", "minimize")])
@@ -82,7 +83,7 @@ def test_pareto_asha_keeps_small_slow_starters_that_asha_would_stop():
 
 
 def test_dominance():
-    from engine.search.pareto_asha import dominates
+    from engine.samplers.pareto_asha import dominates
 
     assert dominates((1.0, -1.0), (0.5, -2.0))
     assert not dominates((1.0, -3.0), (0.5, -2.0))
@@ -90,8 +91,8 @@ def test_dominance():
 
 
 def test_spec_builds_pareto_asha_with_its_static_objectives():
-    from engine.search.pareto_asha import ParetoASHAScheduler
-    from engine.search.sampling import make_scheduler
+    from engine.samplers.pareto_asha import ParetoASHAScheduler
+    from engine.samplers.registry import make_scheduler
     from engine.spec import SearchSpec
     from tests.conftest import tiny_spec_dict
 
@@ -110,8 +111,8 @@ def test_each_driver_of_a_study_draws_from_its_own_stream(tmp_path):
     """The first driver of a study samples from the spec's seed (a lone search is
     reproducible); every later one, together or on resume, from a stream of its own."""
     from engine.data import load_data
+    from engine.samplers.registry import stream_seed
     from engine.search import prepare_study
-    from engine.search.sampling import stream_seed
     from engine.spec import SearchSpec
     from storage import schema
     from tests.conftest import tiny_spec_dict

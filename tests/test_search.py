@@ -12,9 +12,8 @@ import torch
 from optuna.trial import TrialState
 
 from engine.search import prepare_study, run_search
-from engine.search.budget import counts_as_trained
 from engine.spec import SearchSpec
-from storage import load_study, pareto_numbers, schema
+from storage import TrialRecord, load_study, pareto_numbers, schema
 from tests.conftest import tiny_spec_dict
 
 pytestmark = pytest.mark.slow
@@ -118,8 +117,8 @@ def test_retraining_the_exported_config_reproduces_its_accuracy(finished_search)
     """Same config, same seed, one thread: the in-process run matches the trial's curve."""
     import engine
     from engine.data import load_data
-    from engine.search.protocol import TrialConfig
     from engine.train import train_model
+    from engine.trial import TrialConfig
 
     spec, url, _, _ = finished_search
     best = max(load_study(url, "e2e").best_trials, key=lambda t: t.values[0])
@@ -216,7 +215,7 @@ def test_scheduler_prunes_and_failures_are_recorded(ray_local, sqlite_url):
     # The candidate that cannot be built was screened out (never trained), so it does not
     # count towards n_trials: the search trained 4 candidates, and more were proposed.
     assert trials[2].user_attrs[schema.TRIAL_TRAINED] is False
-    assert sum(counts_as_trained(t) for t in trials) == 4 and len(trials) >= 5, lines
+    assert sum(TrialRecord.read(t).counts_as_trained for t in trials) == 4 and len(trials) >= 5, lines
     pruned = trials[1]
     assert max(pruned.intermediate_values) < 4
     assert "stopped by the scheduler" in pruned.user_attrs[schema.TRIAL_STATE_REASON]

@@ -180,7 +180,7 @@ def test_yaml_roundtrip_of_quickstart_is_stable():
 def test_sampler_and_scheduler_choices_agree_with_registries():
     from typing import get_args
 
-    from engine.search.sampling import SAMPLERS, SCHEDULERS
+    from engine.samplers.registry import SAMPLERS, SCHEDULERS
     from engine.spec import SearchSettings
 
     fields = SearchSettings.model_fields

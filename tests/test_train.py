@@ -99,3 +99,62 @@ def test_learns_and_augmentation_hook_is_applied(digits):
                                                        switch_epoch=2), augment=aug)
     assert calls and calls[0][1:] == (1, 8, 8)
     assert result.val_accuracy > 0.2  # above 10% chance even with mirrored training digits
+
+
+def _phases(schedule) -> list[str]:
+    """The optimiser of each epoch under the fixed rule (no plateau), epoch by epoch."""
+    out, phase = [], schedule.first_phase
+    for epoch in range(1, schedule.epochs + 1):
+        out.append(phase)
+        if schedule.switches_after(epoch, phase, epochs_without_gain=0):
+            phase = "sgd"
+    return out
+
+
+@pytest.mark.parametrize("optimizer, switch, expected", [
+    ("dualopt", 2, ["adamw", "adamw", "sgd", "sgd"]),
+    ("dualopt", 0, ["sgd"] * 4),  # SGD from the start
+    ("dualopt", 4, ["adamw"] * 4),  # the switch would come after the last epoch
+    ("dualopt", 9, ["adamw"] * 4),
+    ("adamw", 2, ["adamw"] * 4),
+    ("sgd", 2, ["sgd"] * 4),
+])
+def test_the_optimizer_schedule_names_every_epochs_optimizer(optimizer, switch, expected):
+    from engine.train.schedule import OptimizerSchedule
+
+    assert _phases(OptimizerSchedule(optimizer, 4, switch)) == expected
+
+
+def test_a_plateau_switch_waits_for_its_patience():
+    from engine.train.schedule import OptimizerSchedule
+
+    s = OptimizerSchedule("dualopt", 10, 0, switch_patience=3)
+    assert s.plateau and s.first_phase == "adamw" and s.phase_end("adamw") == 10
+    assert not s.switches_after(4, "adamw", epochs_without_gain=2)
+    assert s.switches_after(4, "adamw", epochs_without_gain=3)
+    assert not s.switches_after(10, "adamw", epochs_without_gain=5)  # nothing left to switch to
+
+
+@pytest.mark.parametrize("switch, patience, switched_at, epochs, expected", [
+    (3, None, None, 6, 3),  # same length: the same switch
+    (3, None, None, 10, 5),  # the same share: 3/6 of 10
+    (3, None, 4, 12, 6),  # the recorded switch wins: 3 AdamW epochs of 6
+    (0, None, None, 9, 0),  # SGD from the start stays so
+    (6, None, None, 9, 9),  # never switched: AdamW throughout
+    (0, 2, None, 8, 8),  # a plateau that never came: AdamW throughout
+    (0, 2, 3, 12, 4),  # a plateau switch after 2 of 6 AdamW epochs
+])
+def test_a_retrain_replays_the_searchs_switch_at_its_own_length(switch, patience, switched_at,
+                                                                 epochs, expected):
+    from engine.train.schedule import OptimizerSchedule
+
+    r = OptimizerSchedule("dualopt", 6, switch, patience).rescaled(epochs, switched_at)
+    assert (r.epochs, r.switch_epoch, r.switch_patience) == (epochs, expected, None)
+
+
+def test_an_unknown_optimizer_is_a_config_error():
+    from engine.errors import ConfigError
+    from engine.train.schedule import OptimizerSchedule
+
+    with pytest.raises(ConfigError, match="adamw, sgd, dualopt"):
+        OptimizerSchedule("adam", 3)

@@ -12,6 +12,7 @@ import streamlit as st
 from app import common, data, specs, state
 from app.runs import SearchRun, process_alive, tail
 from app.widgets import kept
+from engine.units import format_duration
 
 LOG_LINES = 60
 
@@ -65,7 +66,7 @@ def _other_drivers(sel: state.Selection) -> None:
         if not d.live() or (d.host == here and d.pid in mine):
             continue
         line = (f"Search process {d.pid} on {d.host} works on {sel.study} "
-                f"(heartbeat {common.duration(time.time() - d.heartbeat_at)} ago).")
+                f"(heartbeat {format_duration(time.time() - d.heartbeat_at, precise=True)} ago).")
         left, right = st.columns([4, 1])
         left.caption(common.escape_markdown(line))
         if d.host == here and process_alive(d.pid) and right.button(

@@ -80,29 +80,17 @@ def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _name_objectives(url: str) -> None:
-    """Give studies begun before the engine named its objectives their metric names, so
-    optuna-dashboard labels them (not "Objective 0/1")."""
-    import optuna
-
-    from storage import open_storage, schema
-
-    storage = open_storage(url)
-    for s in storage.get_all_studies():
-        names = s.user_attrs.get(schema.STUDY_OBJECTIVES)
-        if isinstance(names, list) and len(names) == len(s.directions) and \
-                "study:metric_names" not in s.system_attrs:
-            optuna.load_study(study_name=s.study_name, storage=storage).set_metric_names(names)
-
-
 def _cmd_dashboard(args: argparse.Namespace) -> int:
     from optuna_dashboard import run_server
 
     from storage import SQLArtifactStore, normalize_url, open_storage
+    from storage.record import name_objectives
 
     url = normalize_url(args.storage)
     storage = open_storage(url)
-    _name_objectives(url)
+    # Studies begun before the engine named its objectives get their metric names, so
+    # optuna-dashboard labels them (not "Objective 0/1").
+    name_objectives(storage)
     print(f"optuna-dashboard on http://127.0.0.1:{args.port} (storage {url})", flush=True)
     # SIGTERM and SIGHUP end the server like Ctrl-C (the default action would skip cleanup).
     for s in (signal.SIGTERM, signal.SIGHUP):

@@ -43,6 +43,7 @@ import torch
 import torch.nn as nn
 
 from engine.errors import CheckpointError, WaveSearchError
+from engine.models.probe import probe_input, probe_logits
 
 __all__ = [
     "FORMAT",
@@ -64,26 +65,10 @@ __all__ = [
 FORMAT = "wavesearch.checkpoint/2"
 LEGACY_FORMAT = "wavesearch.checkpoint/1"  # torch.save dict; read, never written
 META_KEY = "wavesearch"  # the safetensors metadata key of the JSON document
-PROBE_SEED = 20221  # fixed: the probe input is rebuilt from this seed, never stored
 PROBE_ATOL = 1e-4  # float32 rounding across processes and thread counts stays far below this
 _REQUIRED = {"family": str, "model_config": dict}
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default container
 _PICKLE_MAGIC = 0x80  # torch.save(..., _use_new_zipfile_serialization=False)
-
-
-def probe_input(in_channels: int, image_size: int) -> torch.Tensor:
-    """The fixed input (2, C, H, W) on which a checkpoint records its model's logits."""
-    g = torch.Generator().manual_seed(PROBE_SEED)
-    return torch.randn(2, in_channels, image_size, image_size, generator=g)
-
-
-@torch.no_grad()
-def probe_logits(model: nn.Module, in_channels: int, image_size: int) -> list[list[float]]:
-    """Logits of ``model`` (put in eval mode) on the probe input, computed on the CPU in float32
-    as :func:`load_model` will rebuild it. The model is left on its device."""
-    device = next(iter(model.parameters())).device
-    out = model.eval()(probe_input(in_channels, image_size).to(device))
-    return out.float().cpu().tolist()
 
 
 def versions() -> dict[str, str]:

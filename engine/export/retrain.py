@@ -8,12 +8,9 @@ seed), measures the test split once at the end, writes a checkpoint and records 
 study (``STUDY_RETRAINS``).
 
 DualOpT without a validation split: the plateau rule (``switch_patience``) watches validation
-accuracy, which a train+val run does not have, so the switch becomes a fixed epoch taken from
-the search: the trial trained ``k`` epochs with AdamW (``k = switched_at - 1``, recorded by the
-search; ``k = min(switch_epoch, epochs)`` or all epochs when it never switched). With ``E``
-retrain epochs for the trial's ``E0``, SGD takes over after ``round(k * E / E0)`` AdamW
-epochs: the same share of the run as in the search (``E = E0`` keeps ``k`` exactly; a trial
-that never switched never switches; one that was SGD from the start stays SGD).
+accuracy, which a train+val run does not have, so the switch becomes a fixed epoch replaying
+the one the search made, rescaled to the retrain's length
+(:meth:`engine.train.schedule.OptimizerSchedule.rescaled`, the one statement of the rule).
 
 A time budget instead of epochs (``minutes``): a few training steps of a throwaway copy of the
 model on the real data measure the pace, and the run gets as many whole epochs as fit in the
@@ -43,9 +40,10 @@ from engine.errors import ConfigError, StorageError
 from engine.export.checkpoint import Checkpoint, checkpoint_bytes, new_meta, probe_logits
 from engine.export.files import check_output_path, write_atomic
 from engine.export.trials import choose_trial
-from engine.search.protocol import TrialConfig
 from engine.train import DeviceData, EpochReport, TrainConfig, evaluate, train_model
-from storage import load_study, schema
+from engine.train.schedule import OptimizerSchedule
+from engine.trial import TrialConfig
+from storage import StudyRecord, TrialRecord, load_study, write_study
 
 __all__ = ["RetrainProgress", "RetrainResult", "count", "epochs_for_minutes", "measure_pace",
            "retrain", "retrain_config", "retrain_data"]
@@ -115,17 +113,11 @@ def retrain_config(train: TrainConfig, *, epochs: int | None = None,
     if epochs is not None and epochs < 1:
         raise ConfigError(f"epochs = {epochs}: train at least 1 epoch (or leave it unset to "
                           "train as many as the trial did)")
-    e0 = train.epochs
-    e = e0 if epochs is None else epochs
-    update: dict = {"epochs": e}
-    if train.optimizer == "dualopt":
-        if switched_at is not None:
-            adamw = switched_at - 1
-        elif train.switch_patience is None:
-            adamw = min(train.switch_epoch, e0)
-        else:
-            adamw = e0  # the plateau never came: AdamW throughout
-        update.update(switch_epoch=min(e, math.floor(adamw * e / e0 + 0.5)), switch_patience=None)
+    schedule = OptimizerSchedule.of(train).rescaled(train.epochs if epochs is None else epochs,
+                                                    switched_at)
+    update: dict = {"epochs": schedule.epochs}
+    if schedule.dualopt:
+        update.update(switch_epoch=schedule.switch_epoch, switch_patience=None)
     try:
         return TrainConfig.model_validate({**train.model_dump(), **update})
     except ValidationError as err:
@@ -184,7 +176,7 @@ def measure_pace(model: torch.nn.Module, data: DataBundle, train: TrainConfig,
                                 val_x=data.val_x[:0], val_y=data.val_y[:0], test_x=None,
                                 test_y=None)
     cfg = train.model_copy(update={"epochs": 1, "switch_epoch": 1, "switch_patience": None}
-                           if train.optimizer == "dualopt" else {"epochs": 1})
+                           if OptimizerSchedule.of(train).dualopt else {"epochs": 1})
     reports: list[EpochReport] = []
     with torch.random.fork_rng(devices=[]):
         train_model(copy.deepcopy(model), probe, cfg, device=device, on_epoch=reports.append)
@@ -196,7 +188,8 @@ class _Plan:
     """Everything a retrain decided before training: what, how long, on which data."""
 
     study: optuna.Study
-    trial: optuna.trial.FrozenTrial
+    record: StudyRecord
+    trial: TrialRecord
     family: str
     model_config: dict
     train: TrainConfig
@@ -216,12 +209,12 @@ class _Plan:
         with it; see ``retrain_config``)."""
         return dataclasses.replace(self, train=retrain_config(
             self.search_train, epochs=epochs,
-            switched_at=self.trial.user_attrs.get(schema.TRIAL_SWITCHED_AT)))
+            switched_at=self.trial.switched_at))
 
     @property
     def switch(self) -> int | None:
         """DualOpT: AdamW epochs before SGD; None for other optimisers."""
-        return self.train.switch_epoch if self.train.optimizer == "dualopt" else None
+        return self.train.switch_epoch if OptimizerSchedule.of(self.train).dualopt else None
 
     def describe(self) -> str:
         switch = ("" if self.switch is None
@@ -234,18 +227,16 @@ class _Plan:
 def _plan(storage_url: str, study_name: str, trial_number: int | None, epochs: int | None,
           train_size: int | None, device: str | None) -> _Plan:
     study = load_study(storage_url, study_name)
-    trial = choose_trial(study, trial_number)
-    cfg = TrialConfig.from_dict(trial.user_attrs[schema.TRIAL_CONFIG])
-    spec = study.user_attrs.get(schema.STUDY_SPEC) or {}
-    if "data" not in spec:
+    record = StudyRecord.read(study)
+    trial = TrialRecord.read(choose_trial(study, trial_number))
+    cfg = TrialConfig.from_dict(trial.config)
+    if record.spec_data is None:
         raise StorageError(f"study {study_name!r} has no stored spec, so its data set is "
                            "unknown; retrain studies that engine search created")
-    spec_data = DataConfig.model_validate(spec["data"])
+    spec_data = DataConfig.model_validate(record.spec_data)
     data = retrain_data(spec_data, train_size)
-    model_config = {**cfg.model, "in_channels": data.in_channels,
-                    "num_classes": data.num_classes, "image_size": data.image_size}
-    return _Plan(study, trial, cfg.family, model_config, cfg.train, cfg.train, data,
-                 spec_data.dataset, train_size,
+    return _Plan(study, record, trial, cfg.family, cfg.model_kwargs(data), cfg.train, cfg.train,
+                 data, spec_data.dataset, train_size,
                  device or ("cuda" if torch.cuda.is_available() else "cpu")).with_epochs(epochs)
 
 
@@ -256,7 +247,7 @@ def _checkpoint(plan: _Plan, model: torch.nn.Module, test_acc: float | None, los
     return Checkpoint(new_meta(
         family=plan.family, model_config=plan.model_config,
         train=plan.train.model_dump(mode="json"),
-        spec_hash=plan.study.user_attrs.get(schema.STUDY_SPEC_HASH),
+        spec_hash=plan.record.spec_hash,
         study=plan.study.study_name, trial_number=plan.trial.number, provenance="retrain",
         retrain={"epochs": plan.train.epochs, "switch_epoch": plan.switch,
                  "search_epochs": plan.search_epochs, "train_images": len(d.train_y),
@@ -264,7 +255,7 @@ def _checkpoint(plan: _Plan, model: torch.nn.Module, test_acc: float | None, los
                  "device": plan.device, "seconds": seconds},
         metrics={"test_accuracy": test_acc, "train_loss": loss,
                  "param_count": sum(p.numel() for p in model.parameters()),
-                 "search_val_accuracy": plan.trial.user_attrs.get(schema.TRIAL_VAL_ACCURACY)},
+                 "search_val_accuracy": plan.trial.val_accuracy},
         data={"dataset": plan.dataset, "classes": list(d.classes), "mean": list(d.mean),
               "std": list(d.std), "image_size": d.image_size, "in_channels": d.in_channels},
         probe_logits=probe_logits(model, d.in_channels, d.image_size)),
@@ -357,9 +348,9 @@ def _fit_to_minutes(plan: _Plan, model: torch.nn.Module, minutes: float) -> tupl
 def _record(study: optuna.Study, result: RetrainResult, device: str) -> None:
     """Append the run to the study's list of retrains (read, append, write: two retrains
     finishing in the same instant can lose one entry, never corrupt the list)."""
-    runs = list(study.user_attrs.get(schema.STUDY_RETRAINS) or [])
+    runs = list(StudyRecord.read(study).retrains)
     runs.append({"trial_number": result.trial_number, "epochs": result.epochs,
                  "switch_epoch": result.switch_epoch, "train_images": result.train_images,
                  "test_accuracy": result.test_accuracy, "seconds": round(result.seconds, 3),
                  "path": str(result.path), "device": device, "finished_at": time.time()})
-    study.set_user_attr(schema.STUDY_RETRAINS, runs)
+    write_study(study, retrains=runs)

@@ -24,7 +24,15 @@ from engine.export.checkpoint import (
     rebuild,
 )
 from engine.export.files import check_output_path, write_atomic
-from storage import SQLArtifactStore, best_accuracy_trial, is_feasible, load_study, schema
+from engine.trial import TrialConfig
+from storage import (
+    SQLArtifactStore,
+    StudyRecord,
+    TrialRecord,
+    best_accuracy_trial,
+    load_study,
+    read_trials,
+)
 
 __all__ = [
     "build_checkpoint",
@@ -32,7 +40,6 @@ __all__ = [
     "export_checkpoint",
     "feasible_numbers",
     "measure_test_accuracy",
-    "trial_metrics",
 ]
 
 _DATA_INFO = ("dataset", "classes", "mean", "std", "image_size", "in_channels")
@@ -42,26 +49,25 @@ def _first_line(text: object) -> str:
     return str(text).splitlines()[0][:200] if text else ""
 
 
-def _why_unusable(t: FrozenTrial) -> str | None:
+def _why_unusable(r: TrialRecord) -> str | None:
     """Why a trial cannot be exported or retrained, or None when it can."""
-    ua = t.user_attrs
-    if t.state != TrialState.COMPLETE:
-        reason = _first_line(ua.get(schema.TRIAL_FAIL_REASON) or ua.get(schema.TRIAL_STATE_REASON))
-        return f"is {t.state.name}" + (f" ({reason})" if reason else "")
-    if ua.get(schema.TRIAL_TRAINED) is False:
-        reason = _first_line(ua.get(schema.TRIAL_STATE_REASON))
+    if r.state != TrialState.COMPLETE:
+        reason = _first_line(r.reason)
+        return f"is {r.state.name}" + (f" ({reason})" if reason else "")
+    if r.screened_out:
+        reason = _first_line(r.state_reason)
         return "was never trained: it is infeasible" + (f" ({reason})" if reason else "")
-    if not is_feasible(t):
-        broken = ", ".join(f"{k} over by {v:g}" for k, v in t.constraints.items() if v > 0)
+    if not r.feasible:
+        broken = ", ".join(f"{k} over by {v:g}" for k, v in r.constraints.items() if v > 0)
         return f"is infeasible: it breaks the study's caps ({broken})"
-    if not isinstance(ua.get(schema.TRIAL_CONFIG), dict):
+    if r.config is None:
         return "has no stored config"
     return None
 
 
 def feasible_numbers(study: optuna.Study) -> list[int]:
     """Numbers of the trials export and retrain accept (finished, trained, feasible)."""
-    return [t.number for t in study.get_trials(deepcopy=False) if _why_unusable(t) is None]
+    return [r.number for r in read_trials(study) if _why_unusable(r) is None]
 
 
 def _choices(study: optuna.Study) -> str:
@@ -89,20 +95,11 @@ def choose_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
     if not matches:
         raise StorageError(f"study {study.study_name!r} has no trial {number} (it has "
                            f"{len(study.trials)} trials); {_choices(study)}")
-    problem = _why_unusable(matches[0])
+    problem = _why_unusable(TrialRecord.read(matches[0]))
     if problem:
         raise StorageError(f"trial {number} of study {study.study_name!r} {problem}; "
                            f"{_choices(study)}")
     return matches[0]
-
-
-def trial_metrics(t: FrozenTrial) -> dict[str, Any]:
-    """The search's metrics of a trial, as a checkpoint records them."""
-    return {k: t.user_attrs.get(a) for k, a in (
-        ("val_accuracy", schema.TRIAL_VAL_ACCURACY),
-        ("peak_memory_mb", schema.TRIAL_PEAK_MEMORY_MB),
-        ("memory_method", schema.TRIAL_MEMORY_METHOD), ("param_count", schema.TRIAL_PARAM_COUNT),
-        ("epochs_run", schema.TRIAL_EPOCHS_RUN), ("wall_time_s", schema.TRIAL_WALL_TIME_S))}
 
 
 def measure_test_accuracy(model: torch.nn.Module, study: optuna.Study) -> float | None:
@@ -111,7 +108,7 @@ def measure_test_accuracy(model: torch.nn.Module, study: optuna.Study) -> float 
     from engine.data import DataConfig, load_data
     from engine.train import DeviceData, evaluate
 
-    d = (study.user_attrs.get(schema.STUDY_SPEC) or {}).get("data")
+    d = StudyRecord.read(study).spec_data
     if not d:
         return None
     bundle = load_data(DataConfig.model_validate(d))
@@ -121,8 +118,8 @@ def measure_test_accuracy(model: torch.nn.Module, study: optuna.Study) -> float 
     return evaluate(model, data)
 
 
-def _trial_weights(storage_url: str, t: FrozenTrial, study_name: str) -> dict[str, torch.Tensor]:
-    artifact_id = t.user_attrs.get(schema.TRIAL_WEIGHTS)
+def _trial_weights(storage_url: str, t: TrialRecord, study_name: str) -> dict[str, torch.Tensor]:
+    artifact_id = t.weights_artifact_id
     if artifact_id is None:
         raise StorageError(f"trial {t.number} of {study_name!r} has no saved weights (written "
                            "before weights were stored?); retrain it with engine retrain")
@@ -148,17 +145,16 @@ def build_checkpoint(storage_url: str, study_name: str, *, trial_number: int | N
         CheckpointError: the stored weights do not rebuild the trained model.
     """
     study = load_study(storage_url, study_name)
-    t = choose_trial(study, trial_number)
-    cfg = t.user_attrs[schema.TRIAL_CONFIG]
-    data = study.user_attrs.get(schema.STUDY_DATA, {})
-    model_config = {**cfg["model"], "in_channels": data.get("in_channels", 3),
-                    "num_classes": data.get("num_classes", 10),
-                    "image_size": data.get("image_size")}
-    recorded = t.user_attrs.get(schema.TRIAL_PROBE_LOGITS)
+    t = TrialRecord.read(choose_trial(study, trial_number))
+    s = StudyRecord.read(study)
+    cfg = TrialConfig.from_dict(t.config)
+    data = s.data
+    model_config = cfg.model_kwargs(data)
+    recorded = t.probe_logits
     meta = new_meta(
-        family=cfg["family"], model_config=model_config, train=cfg["train"],
-        spec_hash=study.user_attrs.get(schema.STUDY_SPEC_HASH), study=study_name,
-        trial_number=t.number, provenance="search", retrain=None, metrics=trial_metrics(t),
+        family=cfg.family, model_config=model_config, train=t.config["train"],
+        spec_hash=s.spec_hash, study=study_name,
+        trial_number=t.number, provenance="search", retrain=None, metrics=t.metrics(),
         data={k: data.get(k) for k in _DATA_INFO}, probe_logits=recorded)
     ckpt = Checkpoint(meta, _trial_weights(storage_url, t, study_name))
     where = f"trial {t.number} of {study_name!r}"

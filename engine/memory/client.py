@@ -21,6 +21,7 @@ from typing import Any
 from engine.errors import ConfigError, MemoryEstimateError
 from engine.memory.estimator import RESULT_TAG, estimator_command, estimator_env
 from engine.memory.step import CudaCalibration, MemoryEstimate, StepRequest
+from engine.train.schedule import ADAMW
 
 __all__ = ["MemoryPredictor", "predict_training_peak"]
 
@@ -29,7 +30,7 @@ _STDERR_TAIL = 2500  # characters of the estimator's stderr quoted in an error
 
 def predict_training_peak(family: str, model_config: dict[str, Any], *, batch_size: int,
                           in_channels: int, image_size: int, num_classes: int,
-                          optimizer: str = "adamw", amp: str | None = None,
+                          optimizer: str = ADAMW, amp: str | None = None,
                           timeout_s: float = 120,
                           calibration: CudaCalibration | None = None) -> MemoryEstimate:
     """Predict the peak memory of one training step without allocating it.
@@ -87,7 +88,7 @@ class MemoryPredictor:
         self.close()
 
     def predict(self, family: str, model_config: dict[str, Any], *, batch_size: int,
-                in_channels: int, image_size: int, num_classes: int, optimizer: str = "adamw",
+                in_channels: int, image_size: int, num_classes: int, optimizer: str = ADAMW,
                 amp: str | None = None) -> MemoryEstimate:
         """Same contract as :func:`predict_training_peak` (cached per request)."""
         request = StepRequest.make(family, model_config, batch_size=batch_size,

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from engine.errors import ConfigError, MemoryEstimateError
 from engine.models import DATA_FIELDS, create_model, make_config
 from engine.train.config import TrainConfig
-from engine.train.optim import amp_dtype, build_optimizer, phases_of
+from engine.train.optim import amp_dtype, build_optimizer
+from engine.train.schedule import ADAMW, OptimizerSchedule
 
 __all__ = [
     "CudaCalibration",
@@ -146,7 +147,7 @@ class CudaCalibration:
 
 def measure_training_peak_cpu(family: str, model_config: dict[str, Any], *, batch_size: int,
                               in_channels: int, image_size: int, num_classes: int,
-                              optimizer: str = "adamw", amp: str | None = None) -> MemoryEstimate:
+                              optimizer: str = ADAMW, amp: str | None = None) -> MemoryEstimate:
     """Measure what :func:`~engine.memory.predict_training_peak` predicts, in-process with real
     CPU tensors.
 
@@ -223,14 +224,14 @@ class StepRequest:
 
     @classmethod
     def make(cls, family: str, model_config: dict[str, Any], *, batch_size: int,
-             in_channels: int, image_size: int, num_classes: int, optimizer: str = "adamw",
+             in_channels: int, image_size: int, num_classes: int, optimizer: str = ADAMW,
              amp: str | None = None, foreach: bool | None = None) -> StepRequest:
         """A checked request (see :func:`~engine.memory.predict_training_peak` for the args)."""
         for key, value in (("batch_size", batch_size), ("in_channels", in_channels),
                            ("image_size", image_size), ("num_classes", num_classes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{key} must be a positive integer (got {value!r})")
-        phases_of(optimizer)
+        OptimizerSchedule(optimizer, 1)  # checks the name
         amp_dtype(amp)
         if not isinstance(model_config, dict):
             raise ConfigError(f"model_config must be a dict (got {type(model_config).__name__})")
@@ -263,7 +264,7 @@ def _train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 def tracked_peak(request: StepRequest, *, fake: bool) -> tuple[int, dict[str, int]]:
     """MemTracker peak and its breakdown for ``request``; ``dualopt`` takes the larger phase."""
     best: tuple[int, dict[str, int]] = (-1, {})
-    for phase in phases_of(request.optimizer):
+    for phase in OptimizerSchedule(request.optimizer, 1).phases:
         peak = _tracked_peak_one(request, phase, fake=fake)
         if peak[0] > best[0]:
             best = peak

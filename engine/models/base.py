@@ -16,13 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch.nn as nn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.errors import ConfigError
 from engine.registry import Registry
+
+if TYPE_CHECKING:  # the builders' return type; this module itself never needs torch
+    import torch.nn as nn
 
 __all__ = [
     "DATA_FIELDS",
@@ -80,12 +82,37 @@ class Preset:
     summary: str = ""
 
 
+# Family name -> its config class (engine/models/configs.py, no torch) and -> its builder
+# (the family modules, torch). A spec is checked against CONFIGS alone.
+CONFIGS: Registry[type[ModelConfig]] = Registry("model family")
+BUILDER_MODULES: dict[str, str] = {}  # family name -> the module that registers its builder
 FAMILIES: Registry[Family] = Registry("model family")
 PRESETS: Registry[Preset] = Registry("model preset")
 
 
+def register_config(name: str, *, builder: str):
+    """Class decorator registering a ModelConfig subclass as family ``name``'s config.
+
+    Args:
+        name: The family's name (what a spec's ``model`` section and checkpoints use).
+        builder: The module whose ``register_family`` registers the family's builder; it is
+            imported (with torch) when a model is first built.
+    """
+
+    def decorate(cls: type[ModelConfig]) -> type[ModelConfig]:
+        CONFIGS.register(name)(cls)
+        BUILDER_MODULES[name] = builder
+        return cls
+
+    return decorate
+
+
 def register_family(name: str, config_cls: type[ModelConfig], summary: str = ""):
-    """Decorator registering ``build(cfg) -> nn.Module`` as family ``name``."""
+    """Decorator registering ``build(cfg) -> nn.Module`` as family ``name``; ``config_cls``
+    must be the config registered under the same name."""
+    if CONFIGS.get(name) is not config_cls:
+        raise ConfigError(f"family {name!r}: {config_cls.__name__} is not the config registered "
+                          f"for it ({CONFIGS.get(name).__name__})")
 
     def decorate(build: Callable[[Any], nn.Module]) -> Callable[[Any], nn.Module]:
         FAMILIES.register(name)(Family(name, config_cls, build, summary))
@@ -113,11 +140,11 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> str:
 
 def make_config(family: str, **config: Any) -> ModelConfig:
     """Validate ``config`` against ``family``'s config class; raise ConfigError on any issue."""
-    fam = FAMILIES.get(family)
+    config_cls = CONFIGS.get(family)
     try:
-        return fam.config_cls(**config)
+        return config_cls(**config)
     except ValidationError as e:
-        hints = fam.config_cls.fix_hints
+        hints = config_cls.fix_hints
         broken = [str(err["loc"][0]) for err in e.errors() if err["loc"]]
         fixes = [f"{name}: {hints[name]}" for name in dict.fromkeys(broken) if name in hints]
         fix_txt = f" (fix: {'; '.join(fixes)})" if fixes else ""

@@ -13,20 +13,14 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from pydantic import Field
 
-from engine.models.base import ModelConfig, register_family, register_preset
+from engine.models.base import register_family, register_preset
+from engine.models.configs import ConvMixerConfig, ResNet18Config, ViTConfig
 
 __all__ = ["ConvMixer", "ConvMixerConfig", "ResNet18", "ResNet18Config", "ViT", "ViTConfig"]
 
 
 # ----------------------------------------------------------------------------- ResNet-18
-class ResNet18Config(ModelConfig):
-    """Constructor arguments of :class:`ResNet18`."""
-
-    width: int = Field(64, ge=4, le=512, description="channels of the first stage (x1, x2, x4, x8)")
-
-
 class _BasicBlock(nn.Module):
     """Two 3x3 conv-BN pairs with an identity or 1x1-conv shortcut."""
 
@@ -75,15 +69,6 @@ class ResNet18(nn.Module):
 
 
 # ----------------------------------------------------------------------------- ConvMixer
-class ConvMixerConfig(ModelConfig):
-    """Constructor arguments of :class:`ConvMixer`."""
-
-    dim: int = Field(256, ge=4, le=4096)
-    depth: int = Field(16, ge=1, le=64)
-    kernel_size: int = Field(8, ge=1, le=15, description="depthwise kernel")
-    patch_size: int = Field(1, ge=1, le=16)
-
-
 class _ConvMixerLayer(nn.Module):
     """Residual depthwise k x k conv, then pointwise conv, each followed by GELU and BN."""
 
@@ -130,18 +115,6 @@ class ConvMixer(nn.Module):
 
 
 # ----------------------------------------------------------------------------- ViT
-class ViTConfig(ModelConfig):
-    """Constructor arguments of :class:`ViT`."""
-
-    dim: int = Field(128, ge=8, le=4096)
-    depth: int = Field(10, ge=1, le=64)
-    heads: int = Field(4, ge=1, le=32)
-    head_dim: int = Field(32, ge=4, le=256)
-    mlp_ratio: int = Field(2, ge=1, le=8)
-    patch_size: int = Field(4, ge=1, le=32)
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-
-
 class _TransformerLayer(nn.Module):
     """Pre-norm multi-head self-attention and MLP, each with a residual."""
 

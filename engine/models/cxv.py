@@ -8,59 +8,15 @@ Wave-ViT's wavelet attention.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from pydantic import Field, model_validator
 
 from engine.models.attention import make_attention
-from engine.models.base import ModelConfig, register_family, register_preset
+from engine.models.base import register_family, register_preset
+from engine.models.configs import CXVConfig
 
 __all__ = ["CXV", "CXVConfig", "CXVLayer", "ChannelLayerNorm"]
-
-
-class CXVConfig(ModelConfig):
-    """Constructor arguments of :class:`CXV`."""
-
-    fix_hints = {
-        "dim": "use a multiple of 4 (the stem widens in steps of d/4 and d/2), e.g. 128",
-        "nystrom_conv_kernel": "use an odd kernel (or 0 for none), e.g. 33",
-    }
-
-    dim: int = Field(128, ge=4, le=2048, multiple_of=4, description="embedding dimension d")
-    depth: int = Field(5, ge=1, le=32, description="number of CXV layers")
-    heads: int = Field(4, ge=1, le=32)
-    head_dim: int = Field(32, ge=4, le=256, description="width of one attention head")
-    mlp_ratio: int = Field(2, ge=1, le=8, description="MLP hidden width = mlp_ratio * d")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    attention: Literal["nystrom", "performer", "efficient", "linear_elu", "softmax", "wave"] = (
-        "nystrom")
-    stride: int = Field(1, ge=1, le=4, description="stride of each stem conv (tokens / s**4)")
-    performer_kernel: Literal["softmax", "relu"] = "softmax"
-    performer_features: int | None = Field(None, ge=1, le=4096,
-                                           description="random features; None = d ln d")
-    qkv_kernel: Literal[1, 3] = Field(1, description="q/k/v/out conv kernel (efficient, linear_elu)")
-    landmarks: int = Field(64, ge=1, le=4096, description="Nystrom landmarks")
-    pinv_iterations: int = Field(6, ge=1, le=32)
-    nystrom_conv_kernel: int = Field(33, ge=0, le=129, description="residual conv on v; 0 = none")
-    kv_stride: int = Field(1, ge=1, le=8, description="wave attention: stride of the k/v embedding")
-
-    @model_validator(mode="after")
-    def _check(self) -> CXVConfig:
-        if self.nystrom_conv_kernel and self.nystrom_conv_kernel % 2 == 0:
-            raise ValueError(f"nystrom_conv_kernel must be odd or 0 (got "
-                             f"{self.nystrom_conv_kernel}); use e.g. 33")
-        if self.image_size is not None and self.attention == "wave":
-            side = self.image_size
-            for _ in range(2):
-                side = (side - 1) // self.stride + 1
-            half = (side + 1) // 2
-            if half < self.kv_stride:
-                raise ValueError(f"wave attention: the {half}x{half} key map is smaller than "
-                                 f"kv_stride {self.kv_stride}; lower kv_stride or stride")
-        return self
 
 
 class ChannelLayerNorm(nn.Module):

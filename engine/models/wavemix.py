@@ -7,87 +7,15 @@ package is :mod:`engine.models.wavemix_reference`.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn as nn
-from pydantic import Field, model_validator
 
 from engine.errors import ConfigError
-from engine.models.base import ModelConfig, register_family, register_preset
+from engine.models.base import register_family, register_preset
+from engine.models.configs import WaveMixConfig, level_message, stem_output_size
 from engine.models.wavemix_blocks import CascadeBlock, ParallelBlock
 
 __all__ = ["WaveMix", "WaveMixConfig", "stem_output_size"]
-
-Wavelet = Literal["haar", "db1", "db2", "db3", "db4", "sym2", "sym3", "coif1", "bior1.3"]
-MAX_LEVEL = 8
-
-
-def stem_output_size(size: int, *, stem: str, stride: int, patch_size: int) -> int:
-    """Side of the map the stem makes from a ``size`` x ``size`` input."""
-    if stem == "strided":
-        for _ in range(2):  # two 3x3 convs, padding 1, stride s each
-            size = (size - 1) // stride + 1
-        return size
-    return size // patch_size
-
-
-class WaveMixConfig(ModelConfig):
-    """Constructor arguments of :class:`WaveMix`.
-
-    ``wavelet``: Haar/db1 reproduce the reference exactly (pytorch_wavelets mode "zero");
-    any other wavelet uses mode "periodization", which keeps every level at exactly half the
-    size (mode "zero" grows it by the filter length and broke every level >= 2).
-    ``upsample="upsample"`` swaps each transposed conv for parameter-free bilinear x2
-    up-sampling (plus a 1x1 conv where f differs from the width it must produce).
-    """
-
-    fix_hints = {
-        "final_dim": "use a multiple of 4 (the block reduces c to c/4 channels, whose four "
-                     "wavelet bands make c again), e.g. 64",
-        "level": f"use 1 to {MAX_LEVEL}, and at most log2 of the map side after the stem",
-        "stem": "use 'strided' (two stride-s 3x3 convs) or 'patchify' (patch_size)",
-    }
-
-    final_dim: int = Field(64, ge=4, le=4096, multiple_of=4, description="channels c in the blocks")
-    depth: int = Field(4, ge=1, le=64, description="number of WaveMix blocks")
-    mult: int = Field(2, ge=1, le=8, description="feed-forward expansion m")
-    ff_channel: int | None = Field(None, ge=1, le=4096, description="feed-forward output f; None = c")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    level: int = Field(1, ge=1, le=MAX_LEVEL, description="DWT levels per block")
-    wavelet: Wavelet = "haar"
-    block: Literal["cascade", "parallel"] = "cascade"
-    upsample: Literal["convtranspose", "upsample"] = "convtranspose"
-    stem: Literal["strided", "patchify"] = "strided"
-    stride: int = Field(1, ge=1, le=4, description="stride of each strided-stem conv")
-    patch_size: int = Field(4, ge=1, le=32, description="patch size of the patchify stem")
-
-    @model_validator(mode="after")
-    def _check_spatial(self) -> WaveMixConfig:
-        if self.image_size is None:
-            return self
-        if self.stem == "patchify" and self.image_size % self.patch_size:
-            raise ValueError(
-                f"image_size {self.image_size} is not divisible by patch_size "
-                f"{self.patch_size}; choose a patch size that divides the input"
-            )
-        after = stem_output_size(self.image_size, stem=self.stem, stride=self.stride,
-                                 patch_size=self.patch_size)
-        if after % (2**self.level):
-            raise ValueError(_level_message(after, after, self.level))
-        return self
-
-
-def _level_message(h: int, w: int, level: int) -> str:
-    """Why an h x w map cannot take ``level`` DWT levels, and what would work."""
-    best = min((h & -h).bit_length(), (w & -w).bit_length()) - 1  # log2 of the largest 2**k | side
-    fix = f"use level <= {best}" if best >= 1 else "the side is odd: no level fits"
-    return (
-        f"the {h}x{w} map after the stem is not divisible by 2**level = {2**level}; {fix}, "
-        f"or choose a stem/stride/patch_size/image_size that leaves sides divisible by "
-        f"{2**level}"
-    )
-
 
 class WaveMix(nn.Module):
     """WaveMix classifier: stem, ``depth`` residual WaveMix blocks, pooled linear head.
@@ -147,7 +75,7 @@ class WaveMix(nn.Module):
         h, w = x.shape[-2:]
         if h % 2**self.level or w % 2**self.level:
             # Without this the first torch.cat fails with a bare size-mismatch message.
-            raise ConfigError(_level_message(h, w, self.level))
+            raise ConfigError(level_message(h, w, self.level))
         for block in self.blocks:
             x = block(x) + x
         return self.head(self.pool(x).flatten(1))  # (B, num_classes)

@@ -1,12 +1,12 @@
 """The search: a spec's candidates trained on Ray Tune into an Optuna study.
 
 - :mod:`~engine.search.driver`: ``run_search`` (load, prepare, start, run, sweep);
-- :mod:`~engine.search.protocol`: the typed messages between driver and workers;
-- :mod:`~engine.search.space`, :mod:`~engine.search.screen`, :mod:`~engine.search.budget`:
+- :mod:`~engine.protocol`: the typed messages between driver and workers;
+- :mod:`~engine.space`, :mod:`~engine.search.screen`, :mod:`~engine.search.budget`:
   what a trial is, whether it may run, how many may;
 - :mod:`~engine.search.bridge`, :mod:`~engine.search.worker`, :mod:`~engine.search.cluster`:
   Optuna's side, Ray's side, and the cluster itself;
-- :mod:`~engine.search.sampling`, :mod:`~engine.search.pareto_asha`: samplers and schedulers.
+- :mod:`~engine.samplers.registry`, :mod:`~engine.samplers.pareto_asha`: samplers and schedulers.
 """
 
 from __future__ import annotations

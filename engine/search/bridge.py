@@ -1,7 +1,7 @@
 """The driver-side bridge between Ray Tune and an Optuna study (ask/tell owned by the driver).
 
 Ray Tune only executes trials. This bridge asks Optuna for each candidate, screens it, hands it
-to Tune as an :class:`~engine.search.protocol.Assignment`, writes every epoch's validation
+to Tune as an :class:`~engine.protocol.Assignment`, writes every epoch's validation
 accuracy as an intermediate value (single- and multi-objective alike), and tells the final
 state: COMPLETE with all objectives, PRUNED when a scheduler stopped the trial before its
 budget, FAIL with a reason. Ray's stock ``OptunaSearch`` records early-stopped trials as
@@ -12,43 +12,44 @@ COMPLETE, drops the last epoch's value and keeps no curves for multi-objective s
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 from ray.tune import Callback
 from ray.tune.search import Searcher
 
-from engine.search.budget import SearchBudget
-from engine.search.liveness import TRIAL_DRIVER, interrupt_trial
-from engine.search.pace import Pace, format_duration
-from engine.search.protocol import (
+from engine.protocol import (
     METRIC,
     Assignment,
     Complete,
     Failed,
     Infeasible,
-    Outcome,
     Prediction,
     Pruned,
     Report,
-    TrialConfig,
+    Screening,
 )
-from engine.search.screen import Screening
-from engine.search.space import SearchSpace
-from storage import schema
+from engine.search.budget import BudgetState, SearchBudget
+from engine.search.gate import BudgetGate
+from engine.search.liveness import interrupt_trial
+from engine.search.recorder import TrialRecorder
+from engine.space import SearchSpace
+from engine.trial import TrialConfig
+from storage import optuna_api
 
 __all__ = ["ErrorRecorder", "OptunaBridge"]
 
 
 class OptunaBridge(Searcher):
     """A Ray Tune searcher that asks and tells an Optuna study.
+
+    The bridge decides; :class:`~engine.search.gate.BudgetGate` says whether a trial may
+    start and how long the rest will take, :class:`~engine.search.recorder.TrialRecorder`
+    writes each trial to the study.
 
     Args:
         study: The study to fill.
@@ -73,15 +74,13 @@ class OptunaBridge(Searcher):
         super().__init__(metric=METRIC, mode="max")
         self.study = study
         self.space = space
-        self.objectives = objectives
-        self.budget = budget
+        self.gate = BudgetGate(study, budget, max_concurrent=max_concurrent)
+        self.record = TrialRecorder(study, objectives, budget.epochs_per_trial, progress)
         self.epochs = budget.epochs_per_trial
         self.progress = progress
         self.screen = screen
         self.lock = lock
         self.driver_id = driver_id
-        self.max_concurrent = max_concurrent
-        self.pace = Pace()
         self.live: dict[str, optuna.Trial] = {}
         self.predicted: dict[str, Prediction] = {}
         self.last: dict[str, Report] = {}
@@ -94,7 +93,6 @@ class OptunaBridge(Searcher):
         self.finished = False  # the budget, not a stop, ended this driver's run
         self.interrupted = 0  # trials the run stopped mid-way (queued again by `sweep`)
         self.waiting_for_peers = False  # budget taken, but a peer's trial may still free some
-        self._steps: dict[int, int] = {}  # last epoch recorded per trial number
         self._live_lock = threading.Lock()  # the heartbeat thread reads `live`
 
     # -- Searcher API --------------------------------------------------------------------
@@ -105,22 +103,18 @@ class OptunaBridge(Searcher):
             if self.stopped_reason is not None:
                 return self._finish_or_wait(None)
             with self.lock():
-                state = self.budget.read(self.study)
-                why = self.budget.why_not(state) or self._deadline_reached()
+                state = self.gate.read()
+                why = self._why_not(state)
                 if why is not None:
                     return self._finish_or_wait(why, peers_running=state.running - len(self.live))
-                trial = self._ask()
+                trial = self.record.ask(self.driver_id)
             cfg = self.space.suggest(trial)
-            trial.set_user_attr(schema.TRIAL_CONFIG, cfg.to_dict())
             verdict = self.screen(cfg) if self.screen else Screening()
             pred = verdict.prediction
-            if pred is not None:
-                trial.set_user_attr(schema.TRIAL_PARAM_COUNT, pred.param_count)
-                trial.set_user_attr(schema.TRIAL_PEAK_MEMORY_MB, pred.peak_memory_mb)
-                trial.set_user_attr(schema.TRIAL_MEMORY_METHOD, pred.memory_method)
+            self.record.candidate(trial, cfg, pred)
             if verdict.rejection is not None:
-                trial.set_user_attr(schema.TRIAL_TRAINED, False)
-                self._tell(trial, verdict.rejection)
+                self.record.screened_out(trial)
+                self.record.tell(trial, verdict.rejection)
                 rej = verdict.rejection
                 if isinstance(rej, Infeasible) and (
                         self.smallest_rejected is None
@@ -128,28 +122,29 @@ class OptunaBridge(Searcher):
                     self.smallest_rejected = (cfg, rej)
                 continue
             pred = pred or Prediction(0, 0.0)
-            late = self._would_miss_deadline(pred)
+            late = self.gate.would_miss_deadline(pred)
             if late is not None:
-                self._requeue(trial, late)
+                self.record.requeue(trial, late)
                 self.stopped_reason = late
                 continue
-            trial.set_user_attr(schema.TRIAL_TUNE_ID, trial_id)
+            self.record.scheduled(trial, trial_id)
             with self._live_lock:
                 self.live[trial_id] = trial
             self.predicted[trial_id] = pred
             shown = ", ".join(f"{k.split('.', 1)[-1]}={_fmt(v)}" for k, v in trial.params.items())
             self.progress(f"trial {trial.number} scheduled: {cfg.family} {shown} "
                           f"({pred.param_count:,} params, {pred.peak_memory_mb:.1f} MB predicted)")
-            return Assignment(trial._trial_id, trial.number, cfg, pred).to_tune()
+            return Assignment(optuna_api.trial_id(trial), trial.number, cfg, pred).to_tune()
 
-    def _ask(self) -> optuna.Trial:
-        with warnings.catch_warnings():
-            # The driver records heartbeats itself (engine.search.liveness), not Study.optimize.
-            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
-            trial = self.study.ask()
-        self.study._storage.record_heartbeat(trial._trial_id)
-        trial.set_user_attr(TRIAL_DRIVER, self.driver_id)
-        return trial
+    def _why_not(self, state: BudgetState) -> str | None:
+        """Why no new trial may start: the budget, or the deadline (which stops this driver
+        for good, so it never waits for peers)."""
+        why = self.gate.budget.why_not(state)
+        if why is None:
+            why = self.gate.deadline_reached()
+            if why is not None:
+                self.stopped_reason = why
+        return why
 
     def _finish_or_wait(self, why: str | None, peers_running: int = 0) -> str | None:
         """FINISHED once nothing can change the verdict; None (ask again later) while this
@@ -180,8 +175,8 @@ class OptunaBridge(Searcher):
         """
         while True:
             with self.lock():
-                state = self.budget.read(self.study)
-                why = self.budget.why_not(state) or self._deadline_reached()
+                state = self.gate.read()
+                why = self._why_not(state)
             if why is None:
                 self.waiting_for_peers = False
                 return True
@@ -190,35 +185,6 @@ class OptunaBridge(Searcher):
                 self._finish_or_wait(why)
                 return False
             time.sleep(poll_s)
-
-    def _deadline_reached(self) -> str | None:
-        deadline = self.budget.deadline
-        if deadline is None:
-            return None
-        smallest = min((m for m, _ in self.pace.samples), default=None)
-        fastest = None if smallest is None else self.pace.epoch_seconds(smallest)
-        if time.time() >= deadline or (fastest is not None
-                                       and time.time() + self.epochs * fastest > deadline):
-            self.stopped_reason = "time budget reached: no new trial could finish by the deadline"
-            return self.stopped_reason
-        return None
-
-    def _would_miss_deadline(self, pred: Prediction) -> str | None:
-        if self.budget.deadline is None:
-            return None
-        epoch_s = self.pace.epoch_seconds(pred.peak_memory_mb)
-        if epoch_s is None or time.time() + self.epochs * epoch_s <= self.budget.deadline:
-            return None
-        return (f"time budget reached: a {pred.peak_memory_mb:.0f} MB candidate needs "
-                f"~{format_duration(self.epochs * epoch_s)} at this pace, beyond the deadline")
-
-    def _requeue(self, trial: optuna.Trial, reason: str) -> None:
-        """Give an asked trial back: FAIL "interrupted" (it does not count) and its
-        parameters queued for a later run."""
-        trial.set_user_attr(schema.TRIAL_FAIL_REASON, schema.INTERRUPTED_REASON)
-        trial.set_user_attr(schema.TRIAL_STATE_REASON, reason)
-        self.study.tell(trial, state=TrialState.FAIL)
-        self.study.enqueue_trial(trial.params, skip_if_exists=False)
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its searcher with the experiment state (which we never restore from:
@@ -233,7 +199,11 @@ class OptunaBridge(Searcher):
     def running_trial_ids(self) -> list[int]:
         """Optuna ids of the trials this driver runs (read by the heartbeat thread)."""
         with self._live_lock:
-            return [t._trial_id for t in self.live.values()]
+            return [optuna_api.trial_id(t) for t in self.live.values()]
+
+    def eta_s(self) -> float | None:
+        """Seconds until this driver's search ends at the measured pace (None: unknown)."""
+        return self.gate.eta_s()
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         trial = self.live.get(trial_id)
@@ -241,27 +211,17 @@ class OptunaBridge(Searcher):
         if trial is None or report is None:
             return
         if trial_id not in self.last:  # first report: where the trial runs, for the app
-            self._record_run(trial, report)
+            self.record.run(trial, report)
         self.last[trial_id] = report
-        self._record_epoch(trial, report)
+        self.record.epoch(trial, report)
         if report.has_epoch and report.epoch_s is not None and report.outcome is None:
-            self.pace.add(self.predicted.get(trial_id, Prediction(0, 0.0)).peak_memory_mb,
-                          report.epoch_s)
+            self.gate.pace.add(self.predicted.get(trial_id, Prediction(0, 0.0)).peak_memory_mb,
+                               report.epoch_s)
             if not self.estimate_shown:
                 self.estimate_shown = True
-                self._show_estimate()
-
-    def _record_epoch(self, trial: optuna.Trial, report: Report) -> None:
-        epoch = report.epoch
-        if report.has_epoch and self._steps.get(trial.number) != epoch:
-            self._steps[trial.number] = epoch
-            # Trial.report is single-objective only; the storage call works for both.
-            self.study._storage.set_trial_intermediate_value(trial._trial_id, epoch,
-                                                             report.val_accuracy)
-            if report.phase == "sgd" and schema.TRIAL_SWITCHED_AT not in trial.user_attrs:
-                trial.set_user_attr(schema.TRIAL_SWITCHED_AT, epoch)
-            self.progress(f"trial {trial.number} epoch {epoch}/{self.epochs} "
-                          f"val_accuracy={report.val_accuracy:.4f} ({report.phase})")
+                line = self.gate.estimate_line()
+                if line is not None:
+                    self.progress(line)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
@@ -275,144 +235,20 @@ class OptunaBridge(Searcher):
             self.errored[trial_id] = trial
             return
         if report is not None:
-            self._record_epoch(trial, report)  # no-op unless Tune skipped this last result
-            self._record_run(trial, report)
+            self.record.epoch(trial, report)  # no-op unless Tune skipped this last result
+            self.record.run(trial, report)
         outcome = report.outcome if report is not None else None
         if outcome is None or (isinstance(outcome, Complete) and report.epoch < self.epochs):
             epoch = report.epoch if report is not None else 0
             outcome = Pruned(f"stopped by the scheduler after epoch {epoch} of {self.epochs}")
-        self._tell(trial, outcome)
-        self._show_progress()
-
-    # -- recording -----------------------------------------------------------------------
-    @staticmethod
-    def _record_run(trial: optuna.Trial, report: Report) -> None:
-        trial.set_user_attr(schema.TRIAL_DEVICE, report.run.device)
-        trial.set_user_attr(schema.TRIAL_HOST, report.run.host)
-        if report.run.node:
-            trial.set_user_attr(schema.TRIAL_NODE, report.run.node)
-        trial.set_user_attr(schema.TRIAL_RUN_STARTED_AT, report.run.started_at)
-        if report.has_epoch:
-            trial.set_user_attr(schema.TRIAL_VAL_ACCURACY, report.val_accuracy)
-        if report.epoch:
-            trial.set_user_attr(schema.TRIAL_EPOCHS_RUN, report.epoch)
-
-    def _tell(self, trial: optuna.Trial, outcome: Outcome) -> None:
-        try:
-            self._record_outcome(trial, outcome)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            # Only if this driver stalled past the grace period: a peer took it for dead,
-            # failed the trial as interrupted and queued its parameters again.
-            self.progress(f"trial {trial.number} was already ended by another driver (this "
-                          "driver's heartbeat went stale); its result is not recorded")
-
-    def _record_outcome(self, trial: optuna.Trial, outcome: Outcome) -> None:
-        curve = [v for _, v in sorted(self.study._storage.get_trial(trial._trial_id)
-                                      .intermediate_values.items())]
-        trial.set_user_attr(schema.TRIAL_CURVE, curve)
-        if isinstance(outcome, Failed):
-            trial.set_user_attr(schema.TRIAL_FAIL_REASON, outcome.reason)
-            self.study.tell(trial, state=TrialState.FAIL)
-            self.progress(f"trial {trial.number} FAIL: {outcome.reason}")
-        elif isinstance(outcome, Infeasible):
-            # Recorded with its violation (not FAIL) so constrained samplers learn from it.
-            trial.set_user_attr(schema.TRIAL_PARAM_COUNT, outcome.param_count)
-            trial.set_user_attr(schema.TRIAL_PEAK_MEMORY_MB, outcome.peak_memory_mb)
-            trial.set_user_attr(schema.TRIAL_MEMORY_METHOD, outcome.memory_method)
-            trial.set_user_attr(schema.TRIAL_TRAINED, False)
-            trial.set_user_attr(schema.TRIAL_STATE_REASON, outcome.reason)
-            self._set_constraints(trial, outcome.violations or {"infeasible": 1.0})
-            metrics = {"val_accuracy": 0.0, "param_count": outcome.param_count,
-                       "peak_memory_mb": outcome.peak_memory_mb}
-            self.study.tell(trial, values=[float(metrics[m]) for m in self.objectives])
-            self.progress(f"trial {trial.number} INFEASIBLE: {outcome.reason}")
-        elif isinstance(outcome, Pruned):
-            trial.set_user_attr(schema.TRIAL_STATE_REASON, outcome.reason)
-            self.study.tell(trial, state=TrialState.PRUNED)
-            self.progress(f"trial {trial.number} PRUNED after epoch "
-                          f"{self._steps.get(trial.number, 0)}")
-        else:
-            m = outcome.metrics
-            for key, value in ((schema.TRIAL_VAL_ACCURACY, m.val_accuracy),
-                               (schema.TRIAL_PARAM_COUNT, m.param_count),
-                               (schema.TRIAL_PEAK_MEMORY_MB, m.peak_memory_mb),
-                               (schema.TRIAL_MEMORY_METHOD, m.memory_method),
-                               (schema.TRIAL_WALL_TIME_S, m.wall_time_s),
-                               (schema.TRIAL_WEIGHTS, m.weights_artifact_id),
-                               (schema.TRIAL_PROBE_LOGITS, m.probe_logits),
-                               (schema.TRIAL_SWITCHED_AT, m.switched_at)):
-                if value is not None:
-                    trial.set_user_attr(key, value)
-            trial.set_user_attr(schema.TRIAL_TRAINED, True)
-            self._set_constraints(trial, m.violations)
-            metrics = {"val_accuracy": m.val_accuracy, "param_count": m.param_count,
-                       "peak_memory_mb": m.peak_memory_mb}
-            self.study.tell(trial, values=[float(metrics[name]) for name in self.objectives])
-            self.progress(f"trial {trial.number} COMPLETE: val_accuracy={m.val_accuracy:.4f} "
-                          f"peak_memory={m.peak_memory_mb:.1f} MB ({m.memory_method}) "
-                          f"params={m.param_count:,}")
-
-    @staticmethod
-    def _set_constraints(trial: optuna.Trial, violations: dict[str, float]) -> None:
-        # Samplers and study.best_trials read these: an over-cap trial teaches the sampler
-        # where the feasible region ends, and never reaches the Pareto front.
-        trial.set_user_attr(schema.TRIAL_CONSTRAINT_VIOLATIONS, dict(violations))
-        for key, value in violations.items():
-            trial.set_constraint(key, value)
-
-    # -- time -----------------------------------------------------------------------------
-    def eta_s(self, *, until_deadline: bool = True) -> float | None:
-        """Seconds until the budget is spent at the measured pace, or until the deadline if
-        that comes first (None: not measured yet, or no budget at all)."""
-        epoch_s = self.pace.epoch_seconds()
-        if epoch_s is None:
-            return None
-        state = self.budget.read(self.study)
-        left = [self.budget.trials_left(state) * self.epochs,
-                self.budget.epoch_room(state)]
-        epochs_left = min(left) + state.promised_epochs
-        eta = epochs_left * epoch_s / max(1, min(self.max_concurrent, max(1, state.running)))
-        if until_deadline and self.budget.deadline is not None:
-            eta = min(eta, max(0.0, self.budget.deadline - time.time()))
-        return eta if math.isfinite(eta) else None
-
-    def _show_estimate(self) -> None:
-        """After the first measured epoch: what the whole search will take at this pace."""
-        eta = self.eta_s(until_deadline=False)
-        epoch_s = self.pace.epoch_seconds()
-        state = self.budget.read(self.study)
-        if eta is None or epoch_s is None:
-            return
-        what = (f"{self.budget.n_trials} trials" if self.budget.n_trials is not None
-                else f"{self.budget.budget_epochs} epochs")
-        if self.budget.deadline is None:
-            hint = (f"; --set search.budget_minutes={max(1, round(eta / 60 / 4))} bounds it"
-                    if eta > 600 else "")
-        else:
-            left = max(0.0, self.budget.deadline - time.time())
-            hint = f"; the time budget ends it in {format_duration(left)}" if left < eta else ""
-        self.progress(f"estimate: ~{format_duration(eta)} for {what} at this pace "
-                      f"({format_duration(epoch_s)} an epoch, {max(1, state.running)} at a time)"
-                      f"{hint}")
-
-    def _show_progress(self) -> None:
-        state = self.budget.read(self.study)
-        parts = [f"{state.finished}" + (f"/{self.budget.n_trials}" if self.budget.n_trials
-                                        else "") + " trials trained"]
-        if self.budget.budget_epochs is not None:
-            parts.append(f"{state.spent_epochs}/{self.budget.budget_epochs} epochs")
-        if state.running:
-            parts.append(f"{state.running} running")
-        eta = self.eta_s()
-        if eta is not None:
-            parts.append(f"ETA {format_duration(eta)}")
-        self.progress("progress: " + ", ".join(parts))
+        self.record.tell(trial, outcome)
+        self.progress(self.gate.progress_line())
 
     def fail(self, trial_id: str, reason: str) -> None:
         """Tell an errored trial FAIL with ``reason`` (called by :class:`ErrorRecorder`)."""
         trial = self.errored.pop(trial_id, None)
         if trial is not None:
-            self._tell(trial, Failed(reason))
+            self.record.tell(trial, Failed(reason))
 
     def sweep(self) -> None:
         """Close what the run left open: crashed trials whose error never arrived are FAIL;
@@ -422,7 +258,7 @@ class OptunaBridge(Searcher):
         for tid, trial in list(self.live.items()):
             with self._live_lock:
                 self.live.pop(tid)
-            if interrupt_trial(self.study, trial._trial_id, trial.params):
+            if interrupt_trial(self.study, optuna_api.trial_id(trial), trial.params):
                 self.interrupted += 1
                 self.progress(f"trial {trial.number} interrupted: its parameters are queued again")
 

@@ -2,10 +2,11 @@
 
 Every limit counts the whole study, earlier runs and other drivers included:
 
-- ``n_trials`` counts trained trials: finished ones (COMPLETE, PRUNED, or FAIL while training)
-  and those running now. Candidates screened out before training (``trained`` False) do not
-  count; ``max_rejected`` bounds them separately. Trials cut off by a stopped or dead driver
-  (FAIL "interrupted") do not count: their parameters are queued again.
+- ``n_trials`` counts trained trials (``TrialRecord.counts_as_trained``, storage/record/):
+  finished ones (COMPLETE, PRUNED, or FAIL while training) and those running now. Candidates
+  screened out before training do not count; ``max_rejected`` bounds them separately. Trials
+  cut off by a stopped or dead driver (FAIL "interrupted") do not count: their parameters are
+  queued again.
 - ``budget_epochs`` counts every epoch any trial trained (one intermediate value per epoch)
   plus the epochs running trials may still train.
 - ``budget_minutes`` is the wall clock of one driver's run (its deadline).
@@ -21,33 +22,16 @@ import math
 from dataclasses import dataclass
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
-from storage import schema
+from storage import read_trials
 
-__all__ = ["BudgetState", "SearchBudget", "counts_as_trained", "finished_trials", "spent_epochs"]
-
-
-def _interrupted(t: FrozenTrial) -> bool:
-    return t.user_attrs.get(schema.TRIAL_FAIL_REASON) == schema.INTERRUPTED_REASON
-
-
-def counts_as_trained(t: FrozenTrial) -> bool:
-    """True for a trial that counts towards ``n_trials`` (see the module docstring)."""
-    if t.state == TrialState.WAITING or _interrupted(t):
-        return False
-    return t.user_attrs.get(schema.TRIAL_TRAINED) is not False
+__all__ = ["BudgetState", "SearchBudget", "finished_trials"]
 
 
 def finished_trials(study: optuna.Study) -> int:
     """Finished trials that count towards ``n_trials``."""
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state.is_finished() and counts_as_trained(t))
-
-
-def spent_epochs(study: optuna.Study) -> int:
-    """Epochs trained by every trial of the study so far (one intermediate value per epoch)."""
-    return sum(len(t.intermediate_values) for t in study.get_trials(deepcopy=False))
+    return sum(1 for r in read_trials(study) if r.finished and r.counts_as_trained)
 
 
 @dataclass(frozen=True)
@@ -90,15 +74,15 @@ class SearchBudget:
     def read(self, study: optuna.Study) -> BudgetState:
         """Count what ``study`` has spent (take the database lock around it to decide)."""
         finished = running = spent = promised = rejected = 0
-        for t in study.get_trials(deepcopy=False):
-            spent += len(t.intermediate_values)
-            if t.state == TrialState.RUNNING:
+        for r in read_trials(study):
+            spent += r.epochs_trained
+            if r.state == TrialState.RUNNING:
                 running += 1
-                promised += max(0, self.epochs_per_trial - len(t.intermediate_values))
-            elif t.state.is_finished():
-                if t.user_attrs.get(schema.TRIAL_TRAINED) is False:
+                promised += max(0, self.epochs_per_trial - r.epochs_trained)
+            elif r.finished:
+                if r.screened_out:
                     rejected += 1
-                elif counts_as_trained(t):
+                elif r.counts_as_trained:
                     finished += 1
         return BudgetState(finished, running, spent, promised, rejected)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import ResourceError
-from engine.search.protocol import Assignment
+from engine.protocol import Assignment
 
 __all__ = ["GPU_MEM", "HardwarePlan", "check_resources", "cluster_gpus", "largest_node_offer",
            "plan_hardware", "start_ray", "stop_ray", "trial_resources"]

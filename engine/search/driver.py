@@ -102,14 +102,14 @@ def _run_trials(spec: SearchSpec, url: str, data: DataBundle, study: optuna.Stud
     from ray.tune.search import ConcurrencyLimiter
 
     from engine.memory import MemoryPredictor
+    from engine.protocol import METRIC, SearchContext
+    from engine.samplers.registry import make_scheduler
     from engine.search import cluster
     from engine.search.bridge import ErrorRecorder, OptunaBridge
     from engine.search.liveness import DriverHeartbeat
-    from engine.search.protocol import METRIC, SearchContext
-    from engine.search.sampling import make_scheduler
     from engine.search.screen import CandidateScreen
-    from engine.search.space import SearchSpace
     from engine.search.worker import run_trial
+    from engine.space import SearchSpace
 
     finished_before = finished_trials(study)
     r = spec.resources
@@ -181,8 +181,8 @@ def _run_trials(spec: SearchSpec, url: str, data: DataBundle, study: optuna.Stud
 
 def _preflight(space, screen) -> None:
     """Stop before any training when not even the space's smallest corner fits the caps."""
-    from engine.search.protocol import Infeasible
-    from engine.search.space import corner_candidates
+    from engine.protocol import Infeasible
+    from engine.space import corner_candidates
 
     caps = screen.caps
     if caps.gpu_ram_mb is None and caps.max_params is None and screen.node_mem_mb is None:
@@ -203,11 +203,11 @@ def _prepare_sampler(study: optuna.Study, spec: SearchSpec, space, screen, url: 
                      progress: Callable[[str], None]) -> None:
     """Give the sampler what is known before training: the cost-aware sampler screens its own
     candidates; tpe and nsga2 start from a design that fits the caps and spans the predicted
-    memory range (engine.search.startup), enqueued once, by the first driver of a new study.
+    memory range (engine.samplers.startup), enqueued once, by the first driver of a new study.
     ``random`` stays plain random search."""
-    from engine.search.cost_aware import CostAwareSampler
-    from engine.search.sampling import startup_trials
-    from engine.search.startup import startup_design
+    from engine.samplers.cost_aware import CostAwareSampler
+    from engine.samplers.registry import startup_trials
+    from engine.samplers.startup import startup_design
 
     if isinstance(study.sampler, CostAwareSampler):
         study.sampler.attach(screen, param_count=screen.param_count)

@@ -28,12 +28,19 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from storage import drivers, schema
+from storage import (
+    DriverInfo,
+    StudyRecord,
+    optuna_api,
+    read_trials,
+    schema,
+    write_study,
+    write_trial,
+)
 from storage.backend import HEARTBEAT_S
 
-__all__ = ["DriverHeartbeat", "TRIAL_DRIVER", "fail_orphans", "fail_stale", "interrupt_trial"]
+__all__ = ["DriverHeartbeat", "fail_orphans", "fail_stale", "interrupt_trial"]
 
-TRIAL_DRIVER = "driver_id"  # trial user attribute: the driver that runs the trial
 log = logging.getLogger(__name__)
 
 
@@ -50,11 +57,10 @@ def _pid_alive(pid: int) -> bool:
 def interrupt_trial(study: optuna.Study, trial_id: int, params: dict[str, Any]) -> bool:
     """Fail a RUNNING trial as interrupted and queue its parameters again; True if this call
     did it (when several drivers try at once, exactly one re-queues)."""
-    storage = study._storage
     try:
         # The reason first: Optuna refuses attributes on a finished trial.
-        storage.set_trial_user_attr(trial_id, schema.TRIAL_FAIL_REASON, schema.INTERRUPTED_REASON)
-        if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
+        write_trial(study, trial_id, fail_reason=schema.INTERRUPTED_REASON)
+        if not optuna_api.fail_running(study, trial_id):
             return False
     except optuna.exceptions.UpdateFinishedTrialError:
         return False  # another driver (or its own owner) finished it first
@@ -65,11 +71,9 @@ def interrupt_trial(study: optuna.Study, trial_id: int, params: dict[str, Any]) 
 def fail_stale(study: optuna.Study) -> list[int]:
     """Interrupt the RUNNING trials whose heartbeat is older than the grace period (their
     process died, wherever it ran); returns the trial ids this call interrupted."""
-    storage = study._storage
-    rdb = getattr(storage, "_backend", storage)  # Optuna wraps our RDB storage in a cache
     out = []
-    for trial_id in rdb.stale_trial_ids(study._study_id):
-        if interrupt_trial(study, trial_id, storage.get_trial(trial_id).params):
+    for trial_id in optuna_api.stale_trial_ids(study):
+        if interrupt_trial(study, trial_id, optuna_api.get_frozen(study, trial_id).params):
             out.append(trial_id)
     return out
 
@@ -81,15 +85,15 @@ def fail_orphans(study: optuna.Study, *, this_host: str | None = None) -> list[i
     grace period with no heartbeat of its own (a study written before heartbeats existed)."""
     host = this_host or platform.node()
     now = time.time()
-    dead = {d.id for d in drivers(study)
+    dead = {d.id for d in StudyRecord.read(study).drivers
             if (d.host == host and not _pid_alive(d.pid)) or not d.live(now)}
     out = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = t.user_attrs.get(TRIAL_DRIVER)
-        if (owner in dead or (owner is None and t.datetime_start is not None and
-                              now - t.datetime_start.timestamp() > schema.DRIVER_STALE_S)) \
-                and interrupt_trial(study, t._trial_id, t.params):
-            out.append(t.number)
+    for r in read_trials(study, states=(TrialState.RUNNING,)):
+        owner = r.driver_id
+        if (owner in dead or (owner is None and r.datetime_start is not None and
+                              now - r.datetime_start.timestamp() > schema.DRIVER_STALE_S)) \
+                and interrupt_trial(study, r.trial_id, r.params):
+            out.append(r.number)
     return out
 
 
@@ -114,26 +118,20 @@ class DriverHeartbeat:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    @property
-    def key(self) -> str:
-        """The study user attribute holding this driver's record."""
-        return schema.DRIVER_PREFIX + self.id
-
     def record(self, state: str = "running") -> None:
         """Write this driver's record now."""
         running = self.running_trials()
-        self.study.set_user_attr(self.key, {
-            "host": platform.node(), "pid": os.getpid(), "started_at": self.started_at,
-            "heartbeat_at": time.time(), "state": state, "running_trials": len(running),
-            **self.status()})
+        write_study(self.study, driver=DriverInfo(
+            id=self.id, host=platform.node(), pid=os.getpid(), started_at=self.started_at,
+            heartbeat_at=time.time(), state=state, running_trials=len(running),
+            **self.status()))
 
     def beat(self) -> None:
         """One heartbeat: this driver's trials, its record, and the trials of dead peers
         (at once for a peer on this host whose process is gone; after the grace period for
         any other)."""
-        storage = self.study._storage
         for trial_id in self.running_trials():
-            storage.record_heartbeat(trial_id)
+            optuna_api.record_heartbeat(self.study, trial_id)
         self.record()
         fail_orphans(self.study)
         fail_stale(self.study)

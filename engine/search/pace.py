@@ -13,20 +13,7 @@ from __future__ import annotations
 import math
 import statistics
 
-__all__ = ["Pace", "format_duration"]
-
-
-def format_duration(seconds: float) -> str:
-    """``seconds`` in words: "0.4 s", "45 s", "12 min", "3.5 h", "2.1 days"."""
-    if seconds < 9.95:
-        return f"{seconds:.1f} s"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
+__all__ = ["Pace"]
 
 
 class Pace:

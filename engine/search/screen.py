@@ -9,25 +9,16 @@ packs trials on a GPU by it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from engine.caps import CapsConfig, mb
 from engine.data import DataBundle
 from engine.errors import ConfigError, MemoryEstimateError
-from engine.search.protocol import Failed, Infeasible, Prediction, TrialConfig
+from engine.protocol import Failed, Infeasible, Prediction, Screening
 from engine.train.optim import resolve_amp
+from engine.trial import TrialConfig
 
-__all__ = ["CandidateScreen", "Screening"]
-
-
-@dataclass(frozen=True)
-class Screening:
-    """The verdict on one candidate: its prediction, or why it will not be trained."""
-
-    prediction: Prediction | None = None
-    rejection: Failed | Infeasible | None = None
+__all__ = ["CandidateScreen"]
 
 
 class CandidateScreen:

@@ -8,10 +8,10 @@ import optuna
 
 from engine.data import DataBundle
 from engine.errors import StorageError
+from engine.samplers.registry import make_sampler
 from engine.search.liveness import fail_orphans
-from engine.search.sampling import make_sampler
 from engine.spec import SearchSpec, spec_hash
-from storage import load_study, open_storage, redact, schema
+from storage import BudgetRecord, StudyRecord, load_study, open_storage, redact, write_study
 from storage.locks import database_lock
 
 __all__ = ["prepare_study"]
@@ -36,10 +36,10 @@ def prepare_study(spec: SearchSpec, url: str, data: DataBundle, *,
     """
     with database_lock(url):
         study = _create_or_open(spec, url, data)
-    study.set_user_attr(schema.STUDY_BUDGET, {
-        "n_trials": n_trials if n_trials is not None else spec.search.n_trials,
-        "budget_epochs": spec.search.budget_epochs,
-        "budget_minutes": spec.search.budget_minutes, "epochs_per_trial": spec.train.epochs})
+    write_study(study, budget=BudgetRecord(
+        n_trials=n_trials if n_trials is not None else spec.search.n_trials,
+        budget_epochs=spec.search.budget_epochs, budget_minutes=spec.search.budget_minutes,
+        epochs_per_trial=spec.train.epochs))
     fail_orphans(study)
     return study
 
@@ -52,29 +52,28 @@ def _create_or_open(spec: SearchSpec, url: str, data: DataBundle) -> optuna.Stud
         existing = load_study(url, name)
     except StorageError:
         existing = None
-    if existing is not None:
-        old = existing.user_attrs.get(schema.STUDY_SPEC_HASH)
-        if old != h:
+    old = None if existing is None else StudyRecord.read(existing)
+    if old is not None:
+        if old.spec_hash != h:
             raise StorageError(
                 f"study {name!r} in {redact(url)} was begun with a different search space "
-                f"(spec hash {old} != {h}); to start a new study, change study.name in the spec "
+                f"(spec hash {old.spec_hash} != {h}); to start a new study, change study.name in the spec "
                 "(or pass --study NEW_NAME); to continue the old one, restore its spec")
     # Counted under the database lock (the caller holds it): drivers started together each get
     # their own sampler stream.
-    stream = 0 if existing is None else int(existing.user_attrs.get(schema.STUDY_DRIVERS, 1))
+    stream = 0 if old is None else (1 if old.drivers_opened is None else old.drivers_opened)
     study = optuna.create_study(study_name=name, storage=storage,
                                 sampler=make_sampler(spec, stream),
                                 directions=spec.directions, load_if_exists=True)
-    study.set_user_attr(schema.STUDY_DRIVERS, stream + 1)
+    write_study(study, drivers_opened=stream + 1)
     if existing is None:
-        study.set_user_attr(schema.STUDY_SPEC_HASH, h)
-        study.set_user_attr(schema.STUDY_SPEC, spec.model_dump(mode="json"))
-        study.set_user_attr(schema.STUDY_OBJECTIVES, spec.objective_names)
-        study.set_user_attr(schema.STUDY_CONSTRAINTS, spec.constraints.model_dump())
-        study.set_user_attr(schema.STUDY_DATA, {
-            "dataset": spec.data.dataset, "in_channels": data.in_channels,
-            "image_size": data.image_size, "num_classes": data.num_classes,
-            "classes": list(data.classes), "mean": list(data.mean), "std": list(data.std)})
+        write_study(study, spec_hash=h, spec=spec.model_dump(mode="json"),
+                    objectives=list(spec.objective_names),
+                    constraints=spec.constraints.model_dump(),
+                    data={"dataset": spec.data.dataset, "in_channels": data.in_channels,
+                          "image_size": data.image_size, "num_classes": data.num_classes,
+                          "classes": list(data.classes), "mean": list(data.mean),
+                          "std": list(data.std)})
         # Named objectives: optuna-dashboard and optuna.visualization label axes with them
         # ("experimental" in Optuna 5, stable since 3.2).
         with warnings.catch_warnings():

@@ -2,7 +2,7 @@
 
 It builds the candidate, trains it while reporting every epoch to Tune, and on the last epoch
 uploads the weights to the study's artifact store (reachable by URL from any machine). Every
-message is a :class:`~engine.search.protocol.Report`; failures are reported as outcomes with a
+message is a :class:`~engine.protocol.Report`; failures are reported as outcomes with a
 reason, never raised, so the driver records them and the study goes on.
 """
 
@@ -20,7 +20,8 @@ import torch
 
 from engine.data import DataBundle
 from engine.errors import TrialFailure, WaveSearchError
-from engine.search.protocol import (
+from engine.models.probe import probe_logits
+from engine.protocol import (
     Assignment,
     Complete,
     Failed,
@@ -34,7 +35,7 @@ from engine.search.protocol import (
 )
 from engine.train import EpochReport, TrainResult, train_model
 
-__all__ = ["enforce_cap", "oom_outcome", "probe_logits", "run_trial", "serialize_weights"]
+__all__ = ["enforce_cap", "oom_outcome", "run_trial", "serialize_weights"]
 
 
 def serialize_weights(model: torch.nn.Module) -> bytes:
@@ -86,8 +87,7 @@ def run_trial(config: dict[str, Any], data: DataBundle, ctx: SearchContext) -> N
     try:
         from engine.models import create_model
 
-        model = create_model(cfg.family, **cfg.model, in_channels=data.in_channels,
-                             num_classes=data.num_classes, image_size=data.image_size)
+        model = create_model(cfg.family, **cfg.model_kwargs(data))
         if use_cuda:
             enforce_cap(ctx.caps.gpu_ram_mb)
             torch.cuda.reset_peak_memory_stats()
@@ -155,15 +155,6 @@ def oom_outcome(error: torch.OutOfMemoryError, device: str, gpu_ram_mb: float | 
                f"failure): {str(error).splitlines()[0]}",
         violations={"gpu_ram_mb": max(1.0, peak - cap)}, param_count=prediction.param_count,
         peak_memory_mb=prediction.peak_memory_mb, memory_method=prediction.memory_method)
-
-
-def probe_logits(model: torch.nn.Module, in_channels: int, image_size: int) -> list[list[float]]:
-    """Logits of ``model`` (eval mode) on the fixed probe input that its checkpoint carries."""
-    from engine.export import probe_input
-
-    device = next(iter(model.parameters())).device
-    with torch.no_grad():
-        return model.eval()(probe_input(in_channels, image_size).to(device)).float().cpu().tolist()
 
 
 def _final_metrics(ctx: SearchContext, job: Assignment, model: torch.nn.Module,

@@ -12,7 +12,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from engine.config import Config, is_distribution, searchable
-from engine.data.augment import AugmentConfig
+from engine.data.augment_config import AugmentConfig
+from engine.train.schedule import DUALOPT, OPTIMIZERS
 
 __all__ = ["TrainConfig"]
 
@@ -46,7 +47,7 @@ class TrainConfig(Config):
 
     epochs: int = Field(ge=1, le=10_000)
     batch_size: int = searchable(64, ge=1)
-    optimizer: Literal["adamw", "sgd", "dualopt"] = "dualopt"
+    optimizer: Literal[OPTIMIZERS] = DUALOPT
     switch_epoch: int = searchable(1, ge=0)
     switch_patience: int | None = Field(None, ge=1)
     lr: float = searchable(1e-3, gt=0)
@@ -62,6 +63,6 @@ class TrainConfig(Config):
 
     @classmethod
     def check_spec(cls, values: dict[str, Any]) -> None:
-        if values["optimizer"] != "dualopt" and is_distribution(values["switch_epoch"]):
+        if values["optimizer"] != DUALOPT and is_distribution(values["switch_epoch"]):
             raise ValueError("switch_epoch is searched but optimizer is not 'dualopt'; set "
                              "optimizer: dualopt or make switch_epoch a fixed number")

@@ -13,20 +13,12 @@ import torch
 
 from engine.errors import ConfigError
 from engine.train.config import TrainConfig
+from engine.train.schedule import ADAMW, SGD
 
-__all__ = ["AMP_DTYPES", "OPTIMIZERS", "amp_dtype", "build_optimizer", "needs_grad_scaler",
-           "phases_of", "resolve_amp"]
+__all__ = ["AMP_DTYPES", "amp_dtype", "build_optimizer", "needs_grad_scaler", "resolve_amp"]
 
-OPTIMIZERS = ("adamw", "sgd", "dualopt")
 AMP_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16,
                                              "fp16": torch.float16}
-
-
-def phases_of(optimizer: str) -> tuple[str, ...]:
-    """The optimisers a run may use: DualOpT trains with AdamW, then SGD."""
-    if optimizer not in OPTIMIZERS:
-        raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {optimizer!r})")
-    return ("adamw", "sgd") if optimizer == "dualopt" else (optimizer,)
 
 
 def build_optimizer(phase: str, params: Iterable[torch.nn.Parameter], cfg: TrainConfig, *,
@@ -40,10 +32,10 @@ def build_optimizer(phase: str, params: Iterable[torch.nn.Parameter], cfg: Train
         foreach: Multi-tensor implementation (None: torch's default for the device; CUDA
             uses it, and it holds a parameter-sized temporary during ``step()``).
     """
-    if phase == "adamw":
+    if phase == ADAMW:
         return torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
                                  weight_decay=cfg.weight_decay, foreach=foreach)
-    if phase == "sgd":
+    if phase == SGD:
         return torch.optim.SGD(params, lr=cfg.sgd_lr, momentum=cfg.momentum, foreach=foreach)
     raise ConfigError(f"optimizer phase must be 'adamw' or 'sgd' (got {phase!r})")
 

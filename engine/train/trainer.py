@@ -26,6 +26,7 @@ from engine.data.augment import BatchAugment
 from engine.errors import ConfigError, TrialFailure
 from engine.train.config import TrainConfig
 from engine.train.optim import amp_dtype, build_optimizer, needs_grad_scaler, resolve_amp
+from engine.train.schedule import ADAMW, SGD, OptimizerSchedule
 
 __all__ = ["DeviceData", "EpochReport", "TrainResult", "evaluate", "train_model"]
 
@@ -99,32 +100,23 @@ def evaluate(model: nn.Module, data: DeviceData, batch_size: int = 512,
 
 
 class _Phases:
-    """Which optimiser trains each epoch, and the cosine position within its phase."""
+    """Where a run is in its optimiser schedule: the current phase, when it began, when
+    DualOpT switched (the rule itself is :class:`~engine.train.schedule.OptimizerSchedule`)."""
 
     def __init__(self, cfg: TrainConfig):
-        self.cfg = cfg
-        if cfg.optimizer == "sgd" or (cfg.optimizer == "dualopt" and cfg.switch_patience is None
-                                      and cfg.switch_epoch <= 0):
-            self.name, self.start = "sgd", 1
-        else:
-            self.name, self.start = "adamw", 1
-        self.switched_at: int | None = 1 if (self.name == "sgd" and cfg.optimizer == "dualopt") else None
+        self.schedule = OptimizerSchedule.of(cfg)
+        self.name, self.start = self.schedule.first_phase, 1
+        self.switched_at: int | None = 1 if (self.name == SGD and self.schedule.dualopt) else None
 
     def end(self) -> int:
         """Last epoch of the current phase as planned (plateau switches may come earlier)."""
-        c = self.cfg
-        if self.name == "adamw" and c.optimizer == "dualopt" and c.switch_patience is None:
-            return min(c.epochs, c.switch_epoch)
-        return c.epochs
+        return self.schedule.phase_end(self.name)
 
     def after_epoch(self, epoch: int, epochs_without_gain: int) -> bool:
         """Advance; True when the optimiser changes for the next epoch."""
-        c = self.cfg
-        if c.optimizer != "dualopt" or self.name != "adamw" or epoch >= c.epochs:
-            return False
-        due = (epochs_without_gain >= c.switch_patience) if c.switch_patience else epoch >= c.switch_epoch
+        due = self.schedule.switches_after(epoch, self.name, epochs_without_gain)
         if due:
-            self.name, self.start, self.switched_at = "sgd", epoch + 1, epoch + 1
+            self.name, self.start, self.switched_at = SGD, epoch + 1, epoch + 1
         return due
 
 
@@ -153,7 +145,7 @@ def train_model(model: nn.Module, data: DataBundle, cfg: TrainConfig, *,
         TrialFailure: the loss became NaN or infinite ("non-finite loss at epoch k").
         ConfigError: DualOpT's plateau rule (``switch_patience``) without a validation split.
     """
-    if len(data.val_y) == 0 and cfg.optimizer == "dualopt" and cfg.switch_patience is not None:
+    if len(data.val_y) == 0 and OptimizerSchedule.of(cfg).plateau:
         raise ConfigError(f"train.switch_patience = {cfg.switch_patience} needs a validation "
                           "split to watch; set switch_patience: null and a fixed switch_epoch")
     device = torch.device(device)
@@ -170,7 +162,7 @@ def train_model(model: nn.Module, data: DataBundle, cfg: TrainConfig, *,
     val = DeviceData(data.val_x, data.val_y, data.mean, data.std, device, fmt)
     phases = _Phases(cfg)
     opt = build_optimizer(phases.name, model.parameters(), cfg)
-    base_lr = cfg.lr if phases.name == "adamw" else cfg.sgd_lr
+    base_lr = cfg.lr if phases.name == ADAMW else cfg.sgd_lr
     n = len(train)
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
     result = TrainResult(val_accuracy=0.0, epochs_run=0, switched_at=phases.switched_at)
@@ -221,7 +213,7 @@ def train_model(model: nn.Module, data: DataBundle, cfg: TrainConfig, *,
         else:
             without_gain += 1
         if phases.after_epoch(epoch, without_gain):
-            opt = build_optimizer("sgd", model.parameters(), cfg)  # fresh state, as in the paper
+            opt = build_optimizer(SGD, model.parameters(), cfg)  # fresh state, as in the paper
             base_lr = cfg.sgd_lr
             result.switched_at = phases.switched_at
     result.seconds = time.perf_counter() - t_start

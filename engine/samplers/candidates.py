@@ -2,7 +2,7 @@
 
 The cost-aware sampler looks at many candidates for each one it trains. A candidate is drawn
 by running the spec's own ``SearchSpace.suggest`` against a throwaway in-memory Optuna trial
-(so its parameters and its :class:`~engine.search.protocol.TrialConfig` come from the one place
+(so its parameters and its :class:`~engine.protocol.TrialConfig` come from the one place
 that defines the space). Its parameter count is exact and cheap (the model built on the meta
 device, ~20 ms); its peak memory is exact but costs a prediction (1-15 s on a loaded 2-core
 CPU), so :class:`CostOracle` screens only the candidates worth it and estimates the memory of
@@ -30,12 +30,12 @@ from optuna.study import StudyDirection
 
 from engine.caps import CapsConfig
 from engine.errors import ConfigError
-from engine.search.protocol import TrialConfig
-from engine.search.space import SearchSpace, training_params
-from engine.search.surrogate import GaussianProcess, ParamEncoder
+from engine.samplers.surrogate import GaussianProcess, ParamEncoder
+from engine.space import SearchSpace, training_params
+from engine.trial import TrialConfig
 
 if TYPE_CHECKING:  # the screen module imports torch; the sampler needs only its answers
-    from engine.search.screen import Screening
+    from engine.protocol import Screening
 
 __all__ = ["Candidate", "CandidateDrawer", "CostOracle", "Verdict", "candidate_key",
            "space_distributions"]

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.caps import CapsConfig
-from engine.search.candidates import Candidate, CandidateDrawer, CostOracle
-from engine.search.protocol import TrialConfig
-from engine.search.space import SearchSpace
-from engine.search.surrogate import ParamEncoder
+from engine.samplers.candidates import Candidate, CandidateDrawer, CostOracle
+from engine.samplers.surrogate import ParamEncoder
+from engine.space import SearchSpace
+from engine.trial import TrialConfig
 
 if TYPE_CHECKING:
-    from engine.search.screen import Screening
+    from engine.protocol import Screening
 
 __all__ = ["spread_pick", "startup_design"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from engine.config import CategoricalParam, FloatParam, IntParam, is_distribution, resolve
-from engine.search.protocol import TrialConfig
 from engine.spec import SearchSpec
 from engine.train.config import TrainConfig
+from engine.trial import TrialConfig
 
 __all__ = ["SearchSpace", "corner_candidates", "training_params"]
 

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from engine.caps import CapsConfig
-from engine.search.candidates import Candidate, CostOracle
-from engine.search.evidence import Evidence, Goals
-from engine.search.hypervolume import pareto_mask
-from engine.search.surrogate import ParamEncoder
+from engine.samplers.candidates import Candidate, CostOracle
+from engine.samplers.evidence import Evidence, Goals
+from engine.samplers.hypervolume import pareto_mask
+from engine.samplers.surrogate import ParamEncoder
 
 __all__ = ["FeatureScale", "Front"]
 
@@ -71,7 +71,7 @@ class Front:
         for metric, _ in goals.costs:
             if metric == "peak_memory_mb" and not oracle.memory_known:
                 continue  # candidates' memory is unknown: this cost cannot be compared
-            cap = caps.gpu_ram_mb if metric == "peak_memory_mb" else caps.max_params
+            cap = caps.cap_for(metric)
             if cap is None:
                 seen = [p.costs.get(metric, 0.0) for p in ev.front]
                 seen += [(c.memory_mb if metric == "peak_memory_mb" else oracle.size(c)) or 0.0

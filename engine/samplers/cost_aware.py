@@ -3,12 +3,12 @@
 A candidate's memory and size are known before it trains (engine.search.screen); only its
 accuracy is uncertain. So for each trial the sampler draws a pool of candidates, learns what
 they cost (exactly for those worth a prediction, estimated for the rest: see
-engine.search.candidates) and picks the one with the highest expected hypervolume improvement
-of the feasible front (engine.search.hypervolume) under a Gaussian-process model of accuracy
+engine.samplers.candidates) and picks the one with the highest expected hypervolume improvement
+of the feasible front (engine.samplers.hypervolume) under a Gaussian-process model of accuracy
 fitted to every trained epoch of finished, pruned and running trials
-(:class:`~engine.search.surrogate.CurveModel`). Candidates are screened before they are picked,
+(:class:`~engine.samplers.surrogate.CurveModel`). Candidates are screened before they are picked,
 so nothing over a cap is ever asked for. The start-up trials are spread over the predicted
-memory range instead (engine.search.startup), from the smallest feasible candidate to the cap.
+memory range instead (engine.samplers.startup), from the smallest feasible candidate to the cap.
 
 The space is define-by-run and conditional (families), so the whole candidate is chosen when
 the trial asks for its first parameter, stored on the trial (system attribute), and each
@@ -31,14 +31,15 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial
 
 from engine.caps import CapsConfig
-from engine.search.candidates import Candidate, CandidateDrawer, CostOracle, Screen
-from engine.search.evidence import Evidence, Goals, read_study
-from engine.search.features import FeatureScale, Front
-from engine.search.hypervolume import expected_improvement, improvement_cells
-from engine.search.protocol import TrialConfig
-from engine.search.space import SearchSpace
-from engine.search.startup import spread_pick
-from engine.search.surrogate import CurveModel, ParamEncoder
+from engine.samplers.candidates import Candidate, CandidateDrawer, CostOracle, Screen
+from engine.samplers.evidence import Evidence, Goals, read_study
+from engine.samplers.features import FeatureScale, Front
+from engine.samplers.hypervolume import expected_improvement, improvement_cells
+from engine.samplers.startup import spread_pick
+from engine.samplers.surrogate import CurveModel, ParamEncoder
+from engine.space import SearchSpace
+from engine.trial import TrialConfig
+from storage import optuna_api, read_trials
 
 if TYPE_CHECKING:
     from engine.spec import SearchSpec
@@ -131,7 +132,8 @@ class CostAwareSampler(BaseSampler):
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
-        params = self._chosen.get(trial._trial_id)
+        tid = optuna_api.trial_id(trial)
+        params = self._chosen.get(tid)
         if params is None:
             attrs = trial.system_attrs
             if "fixed_params" in attrs:  # enqueued: its own parameters, the rest at random
@@ -140,19 +142,14 @@ class CostAwareSampler(BaseSampler):
                 params = attrs.get(PARAMS_ATTR)
                 if params is None:
                     params = self._choose_and_record(study, trial)
-            self._chosen[trial._trial_id] = params
-        if param_name in params:
-            value = params[param_name]
-            try:
-                if param_distribution._contains(param_distribution.to_internal_repr(value)):
-                    return value
-            except ValueError:  # not one of a categorical's choices: drawn instead
-                pass
+            self._chosen[tid] = params
+        if param_name in params and optuna_api.contains(param_distribution, params[param_name]):
+            return params[param_name]  # else (e.g. not one of a categorical's choices) drawn
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)
 
     def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: Any,
                     values: Sequence[float] | None) -> None:
-        self._chosen.pop(trial._trial_id, None)
+        self._chosen.pop(optuna_api.trial_id(trial), None)
 
     def reseed_rng(self) -> None:
         self._fallback.reseed_rng()
@@ -165,9 +162,9 @@ class CostAwareSampler(BaseSampler):
         params = dict(cand.params) if cand is not None else {}
         if cand is not None:
             self._picked.add(cand.key)
-        storage = study._storage
-        storage.set_trial_system_attr(trial._trial_id, PARAMS_ATTR, params)
-        storage.set_trial_system_attr(trial._trial_id, INFO_ATTR, {
+        tid = optuna_api.trial_id(trial)
+        optuna_api.set_system_attr(study, tid, PARAMS_ATTR, params)
+        optuna_api.set_system_attr(study, tid, INFO_ATTR, {
             "phase": phase, "seconds": round(time.perf_counter() - t0, 3),
             "screens": self.oracle.new_screens - screens})
         return params
@@ -176,7 +173,7 @@ class CostAwareSampler(BaseSampler):
         """The candidate for trial ``number`` and how it was chosen (``startup``, ``ehvi``,
         ``explore``, ``random``); None leaves every parameter to a random draw."""
         rng = np.random.default_rng([self.seed, number])
-        ev = read_study(study.get_trials(deepcopy=False), self.goals, self.epochs, self.oracle,
+        ev = read_study(read_trials(study), self.goals, self.epochs, self.oracle,
                         exclude=number)
         modelled = ev.n_trained >= self.n_startup and self.goals.accuracy is not None
         explore = modelled and self._explores(ev.n_trained - self.n_startup)
@@ -340,7 +337,7 @@ class CostAwareSampler(BaseSampler):
         """What the accuracy model, fitted to ``study`` now, believes of candidates (mean and
         sd at the full epoch budget); None while it has too little to fit. For inspection and
         tests."""
-        ev = read_study(study.get_trials(deepcopy=False), self.goals, self.epochs, self.oracle)
+        ev = read_study(read_trials(study), self.goals, self.epochs, self.oracle)
         pool = [Candidate(dict(p), None, size=s) for p, s in zip(params, size, strict=True)]
         fitted = self._fit_model(ev, pool)
         if fitted is None:

@@ -16,13 +16,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
-from engine.search.budget import counts_as_trained
-from engine.search.candidates import CostOracle, candidate_key
-from engine.search.hypervolume import pareto_mask
-from engine.search.space import training_params
-from storage import schema
+from engine.samplers.candidates import CostOracle, candidate_key
+from engine.samplers.hypervolume import pareto_mask
+from engine.space import training_params
+from storage import TrialRecord
 
 __all__ = ["Evidence", "Goals", "Observed", "read_study"]
 
@@ -156,8 +155,8 @@ class Evidence:
         return replace(self, front=self.front + extra)
 
 
-def _curve(t: FrozenTrial, epochs: int, final: float | None) -> tuple[tuple[float, float], ...]:
-    pts = {int(e): float(v) for e, v in t.intermediate_values.items() if math.isfinite(v)}
+def _curve(t: TrialRecord, epochs: int, final: float | None) -> tuple[tuple[float, float], ...]:
+    pts = {int(e): float(v) for e, v in t.intermediate.items() if math.isfinite(v)}
     if final is not None:
         pts[epochs] = final  # the recorded final value is the full-budget point
     # At most 4 points a trial: the last and up to 3 earlier ones, evenly spread.
@@ -168,7 +167,7 @@ def _curve(t: FrozenTrial, epochs: int, final: float | None) -> tuple[tuple[floa
     return tuple((min(1.0, e / epochs), pts[e]) for e in steps)
 
 
-def read_study(trials: Iterable[FrozenTrial], goals: Goals, epochs: int, oracle: CostOracle,
+def read_study(trials: Iterable[TrialRecord], goals: Goals, epochs: int, oracle: CostOracle,
                *, exclude: int | None = None) -> Evidence:
     """Sort a study's trials for the sampler (``exclude``: the trial being chosen for)."""
     trained, pending, front, seen, rows = [], [], [], set(), []
@@ -180,11 +179,11 @@ def read_study(trials: Iterable[FrozenTrial], goals: Goals, epochs: int, oracle:
         archived = oracle.archive.get(key)
         memory = archived.memory_mb if archived is not None else None
         size = archived.verdict.size if archived is not None and archived.verdict else None
-        memory = memory if memory is not None else _positive(t.user_attrs.get(schema.TRIAL_PEAK_MEMORY_MB))
-        size = size if size is not None else _positive(t.user_attrs.get(schema.TRIAL_PARAM_COUNT))
+        memory = memory if memory is not None else _positive(t.peak_memory_mb)
+        size = size if size is not None else _positive(t.param_count)
         if memory is not None and size is not None:
             rows.append((dict(t.params), memory, int(size)))
-        if not counts_as_trained(t):
+        if not t.counts_as_trained:
             continue
         complete = t.state == TrialState.COMPLETE and t.values is not None
         final = None

@@ -4,7 +4,7 @@ ASHA compares trials at each rung by one metric. In an accuracy/memory search th
 wrong test: small models learn more slowly in their first epochs, so ASHA stops exactly the
 candidates that would hold the low-memory end of the Pareto front (measured in
 docs/BENCHMARKS.md, section 6). Here a trial's memory and size are known before it trains
-(the driver's :class:`~engine.search.protocol.Prediction`), so at a rung each trial is a point
+(the driver's :class:`~engine.protocol.Prediction`), so at a rung each trial is a point
 (validation accuracy so far,
 predicted memory, parameter count) and it is stopped only when at least ``n / reduction_factor``
 of the n trials recorded at that rung dominate it. With accuracy as the only objective the rule
@@ -17,7 +17,7 @@ from typing import Any
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from engine.search.protocol import Assignment, Report
+from engine.protocol import Assignment, Report
 
 __all__ = ["ParetoASHAScheduler", "dominates"]
 

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from engine.caps import CapsConfig
-from engine.train.config import TrainConfig
+from engine.trial import TrialConfig
 
 __all__ = [
     "EPOCH",
@@ -40,33 +40,14 @@ __all__ = [
     "Pruned",
     "Report",
     "RunInfo",
+    "Screening",
     "SearchContext",
-    "TrialConfig",
 ]
 
 METRIC = "val_accuracy"  # the key Tune's schedulers compare (validation accuracy so far)
 EPOCH = "epoch"  # the key Tune's schedulers count time in (epochs trained)
 _REPORT = "wavesearch_report"  # the whole report, as JSON
 _ASSIGNMENT = "wavesearch_assignment"
-
-
-@dataclass(frozen=True)
-class TrialConfig:
-    """Everything that defines one candidate: family, model keyword arguments, training."""
-
-    family: str
-    model: dict[str, Any]
-    train: TrainConfig
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able form (stored on the trial as its config)."""
-        return {"family": self.family, "model": dict(self.model),
-                "train": self.train.model_dump(mode="json")}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrialConfig:
-        """Inverse of :meth:`to_dict`."""
-        return cls(family=d["family"], model=dict(d["model"]), train=TrainConfig(**d["train"]))
 
 
 @dataclass(frozen=True)
@@ -236,3 +217,12 @@ class Report:
             else:
                 outcome = kind(**outcome)
         return cls(run=RunInfo(**body.pop("run")), outcome=outcome, **body)
+
+
+@dataclass(frozen=True)
+class Screening:
+    """The driver's verdict on one candidate before it is scheduled: its prediction, or why it
+    will not be trained (engine/search/screen.py judges; samplers read it)."""
+
+    prediction: Prediction | None = None
+    rejection: Failed | Infeasible | None = None

@@ -8,8 +8,8 @@ from typing import Any
 import optuna
 from optuna.study import StudyDirection
 
+from engine.protocol import EPOCH
 from engine.registry import Registry
-from engine.search.protocol import EPOCH
 from engine.spec import SearchSpec
 
 __all__ = ["SAMPLERS", "SCHEDULERS", "CurveAwareTPESampler", "make_sampler", "make_scheduler",
@@ -60,7 +60,7 @@ def _accuracy_direction(spec: SearchSpec) -> str:
 
 def startup_trials(spec: SearchSpec) -> int:
     """Trials drawn before TPE models anything (and the size of the start-up design the
-    driver enqueues for tpe and nsga2: engine.search.startup)."""
+    driver enqueues for tpe and nsga2: engine.samplers.startup)."""
     return max(2, min(10, spec.planned_trials // 3))
 
 
@@ -86,8 +86,8 @@ def _random(spec: SearchSpec, seed: int) -> optuna.samplers.BaseSampler:
 @SAMPLERS.register("cost_aware")
 def _cost_aware(spec: SearchSpec, seed: int) -> optuna.samplers.BaseSampler:
     # Needs the search's screen to know costs: the driver calls its ``attach`` once the screen
-    # exists (engine.search.cost_aware).
-    from engine.search.cost_aware import CostAwareSampler
+    # exists (engine.samplers.cost_aware).
+    from engine.samplers.cost_aware import CostAwareSampler
 
     # Its draws are seeded by (seed, trial number), distinct across drivers: the stream seed
     # is not needed.
@@ -112,7 +112,7 @@ def _asha(spec: SearchSpec) -> Any:
 
 @SCHEDULERS.register("pareto_asha")
 def _pareto_asha(spec: SearchSpec) -> Any:
-    from engine.search.pareto_asha import ParetoASHAScheduler
+    from engine.samplers.pareto_asha import ParetoASHAScheduler
 
     a, epochs = spec.search.asha, spec.train.epochs
     static = [(o.metric, o.direction) for o in spec.objectives if o.metric != "val_accuracy"]
