@@ -38,8 +38,11 @@ def storage(study: optuna.Study) -> optuna.storages.BaseStorage:
 
 
 def record_heartbeat(study: optuna.Study, trial: int) -> None:
-    """A heartbeat for RUNNING trial ``trial`` (Optuna beats only inside ``optimize``)."""
-    storage(study).record_heartbeat(trial)
+    """A heartbeat for RUNNING trial ``trial`` (Optuna beats only inside ``optimize``); none
+    for a storage that keeps no heartbeats (in memory: a replay of the benchmark table)."""
+    beat = getattr(storage(study), "record_heartbeat", None)
+    if beat is not None:
+        beat(trial)
 
 
 def set_intermediate(study: optuna.Study, trial: int, step: int, value: float) -> None:

@@ -78,6 +78,15 @@ def _nsga2(spec: SearchSpec, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, spec.planned_trials // 2)))
 
 
+@SAMPLERS.register("gp")
+def _gp(spec: SearchSpec, seed: int) -> optuna.samplers.BaseSampler:
+    # Optuna's Gaussian-process sampler: multi-objective, and it reads the caps through
+    # Trial.set_constraint like tpe and nsga2 (the strongest sampler a user gets for free).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials(spec))
+
+
 @SAMPLERS.register("random")
 def _random(spec: SearchSpec, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)

@@ -128,7 +128,7 @@ def _run_trials(spec: SearchSpec, url: str, data: DataBundle, study: optuna.Stud
                                  node_mem_mb=cluster.largest_node_offer(), device=plan.device)
         space = SearchSpace(spec)
         _preflight(space, screen)
-        _prepare_sampler(study, spec, space, screen, url, progress)
+        prepare_sampler(study, spec, space, screen, url, progress)
         bridge = OptunaBridge(study, space, spec.objective_names, budget=budget,
                               progress=progress, screen=screen,
                               lock=functools.partial(database_lock, url),
@@ -199,7 +199,7 @@ def _preflight(space, screen) -> None:
                             "the space's smallest corner")
 
 
-def _prepare_sampler(study: optuna.Study, spec: SearchSpec, space, screen, url: str,
+def prepare_sampler(study: optuna.Study, spec: SearchSpec, space, screen, url: str,
                      progress: Callable[[str], None]) -> None:
     """Give the sampler what is known before training: the cost-aware sampler screens its own
     candidates; tpe and nsga2 start from a design that fits the caps and spans the predicted
