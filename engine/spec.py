@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.caps import CapsConfig
-from engine.config import CategoricalParam, Distribution, FloatParam, IntParam, Scalar, check_param
+from engine.config import (CategoricalParam, Distribution, FloatParam, IntParam, Scalar, check_param,
+                           is_distribution)
 from engine.data.base import DataConfig
 from engine.errors import SpecError
 from engine.train.config import TrainConfig
@@ -227,6 +230,23 @@ def _branch_fits(err: dict) -> bool:
     return in_distribution == isinstance(err.get("input"), dict)
 
 
+_SHOWN_CHARS = 120  # a value quoted in a message is cut here: an error stays one short line
+_REPR = reprlib.Repr()  # (keyword arguments need Python 3.12)
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 3, 6, 6, 60, 60
+
+
+def short_repr(value: Any) -> str:
+    """``repr(value)``, cut to a readable length (a huge value must not make a huge line)."""
+    text = _REPR.repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
+
+
+def _shorten(message: str) -> str:
+    """A message quoting a user's value, cut to a readable length."""
+    limit = 4 * _SHOWN_CHARS
+    return message if len(message) <= limit else message[:limit] + "..."
+
+
 def _translate(err: ValidationError, path: str) -> SpecError:
     """Turn pydantic's report into one SpecError naming the first broken key."""
     errors = err.errors()
@@ -234,7 +254,7 @@ def _translate(err: ValidationError, path: str) -> SpecError:
     same = [e for e in errors if _clean_loc(e["loc"]) == loc]
     first = next((e for e in same if _branch_fits(e)), same[0])
     key = ".".join(str(p) for p in loc) or "<top level>"
-    msg = first["msg"].removeprefix("Value error, ")
+    msg = _shorten(first["msg"].removeprefix("Value error, "))
     got = first.get("input")
     if first["type"] == "extra_forbidden":
         allowed = _describe_allowed(loc)
@@ -242,7 +262,7 @@ def _translate(err: ValidationError, path: str) -> SpecError:
     elif first["type"] == "missing":
         msg = "required key is missing"
     elif not isinstance(got, dict) and "(got " not in msg:
-        msg = f"{msg} (got {got!r})"
+        msg = f"{msg} (got {short_repr(got)})"
     more = len({_clean_loc(e["loc"]) for e in errors}) - 1
     if more:
         msg += f" [and {more} more problem(s)]"
@@ -254,12 +274,53 @@ def parse_spec(raw: Any, path: str = "<spec>") -> SearchSpec:
     if not isinstance(raw, dict):
         raise SpecError(f"the top level must be a mapping of sections, got {type(raw).__name__}",
                         path=path)
+    _check_finite(raw, path)
     try:
         spec = SearchSpec.model_validate(raw)
     except ValidationError as e:
         raise _translate(e, path) from None
     _check_registries(spec, path)
+    _check_switch(spec, path)
     return spec
+
+
+def _check_finite(node: Any, path: str, key: str = "") -> None:
+    """Refuse ``.inf`` and ``.nan`` anywhere: no setting means anything by them (an infinite
+    learning rate, cap or budget is a typo or a probe, never a plan)."""
+    if isinstance(node, float) and not math.isfinite(node):
+        raise SpecError(f"{node!r} is not a finite number; write a finite value (e.g. 0.001), "
+                        "or leave the key out for its default", path=path, key=key or None)
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _check_finite(v, path, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_finite(v, path, f"{key}.{i}" if key else str(i))
+
+
+def _check_switch(spec: SearchSpec, path: str) -> None:
+    """DualOpT's fixed switch must fall within the run. ``switch_epoch == train.epochs`` means
+    AdamW throughout (a deliberate setting, used to compare against AdamW alone); anything
+    beyond it would silently never start SGD, and search ``sgd_lr`` for nothing."""
+    t = spec.train
+    if t.optimizer != "dualopt" or t.switch_patience is not None:
+        return  # the switch epoch is not used
+    key = "train.switch_epoch"
+    searched = is_distribution(t.switch_epoch)
+    top = t.switch_epoch.high if searched else t.switch_epoch
+    if top > t.epochs:
+        if searched:
+            raise SpecError(f"the range reaches {top} but train.epochs is {t.epochs}, so those "
+                            f"trials would never start SGD; set high to at most {t.epochs} "
+                            f"({t.epochs} = AdamW throughout), or raise train.epochs",
+                            path=path, key=key)
+        raise SpecError(f"{top} is beyond train.epochs ({t.epochs}), so SGD would never start; "
+                        f"set it to at most {t.epochs} ({t.epochs} = AdamW throughout), or "
+                        "raise train.epochs", path=path, key=key)
+    if not searched and top == t.epochs and is_distribution(t.sgd_lr):
+        raise SpecError(f"sgd_lr is searched but switch_epoch {top} = train.epochs means AdamW "
+                        "throughout, so SGD never runs; make sgd_lr a fixed number, or lower "
+                        "switch_epoch", path=path, key="train.sgd_lr")
 
 
 def _check_registries(spec: SearchSpec, path: str) -> None:
@@ -290,8 +351,8 @@ def _check_registries(spec: SearchSpec, path: str) -> None:
                 # The family's whole config class judges each value: its validators apply too.
                 check_param(fields[name], param, lambda v, n=name, c=cfg_cls: c(**{n: v}))
             except ValueError as e:
-                raise SpecError(f"{name} {e}" if str(e).startswith(("takes", "must"))
-                                else str(e), path=path, key=key) from None
+                raise SpecError(_shorten(f"{name} {e}" if str(e).startswith(("takes", "must"))
+                                         else str(e)), path=path, key=key) from None
 
 
 # -- YAML and command-line overrides ------------------------------------------------------
@@ -306,10 +367,67 @@ _FLOAT_12 = re.compile(r"""^(?: [-+]? (?: [0-9]+ \. [0-9]* | \. [0-9]+ ) (?: [eE
                               | \. (?: nan | NaN | NAN ) )$""", re.VERBOSE)
 
 
+MAX_EXPANDED_NODES = 100_000  # a spec is a few hundred values; aliases may not multiply them
+
+
 class SpecLoader(yaml.SafeLoader):
     """PyYAML's safe loader with YAML 1.2 floats: ``3e-3``, ``1e-4`` and ``-2.5E+3`` are
     floats. Everything else resolves as with ``yaml.safe_load``; quoted values stay strings
-    (so ``lr: "3e-3"`` is still refused by the strict float field)."""
+    (so ``lr: "3e-3"`` is still refused by the strict float field).
+
+    Two things PyYAML lets through are refused, each as a YAML error with its line: a key
+    written twice in one mapping (PyYAML keeps the last silently), and a document whose
+    aliases (``*name``) expand to more than ``MAX_EXPANDED_NODES`` values (a kilobyte of
+    nested aliases can stand for billions of values, which any walk or message would expand).
+    """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._expanded: dict[int, int] = {}  # id(node) -> values it stands for, aliases expanded
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        alias = self.check_event(yaml.AliasEvent)
+        mark = self.peek_event().start_mark
+        node = super().compose_node(parent, index)
+        if alias:
+            if id(node) not in self._expanded:
+                raise yaml.composer.ComposerError(
+                    None, None, "an alias refers to a node that contains it (a recursive "
+                    "structure); write the values out", mark)
+            return node
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            children = []
+        size = 1
+        for child in children:
+            size += self._expanded[id(child)]
+        if size > MAX_EXPANDED_NODES:
+            raise yaml.composer.ComposerError(
+                None, None, f"aliases expand this document to more than {MAX_EXPANDED_NODES:,} "
+                "values; a spec needs a few hundred: write the values out", node.start_mark)
+        self._expanded[id(node)] = size
+        return node
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base` then a key: the key overrides, as intended
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark)
+                except TypeError:
+                    continue  # an unhashable key: the base constructor reports it
+                if first is not key_node.start_mark:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {short_repr(key)} is written twice in one mapping "
+                        f"(first at line {first.line + 1}); keep one of them",
+                        key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 # Each first character's float rule is swapped in place, so the order in which int, float and

@@ -78,10 +78,13 @@ def normalize_url(url: str) -> str:
 def _absolute_sqlite(url: str) -> str:
     """Make a relative SQLite path absolute: trial processes run in other directories."""
     head, sep, rest = url.partition(":///")
-    if not sep or rest.startswith("/") or rest in ("", ":memory:") or rest.startswith("file:"):
+    path = sqlite_path(url)
+    if not sep or path is None or path.startswith("/"):
         return url
-    path, q, query = rest.partition("?")
-    return f"{head}:///{os.path.abspath(os.path.expanduser(path))}{q}{query}"
+    # A SQLite URI (file:PATH?uri=true) keeps its prefix; its path is made absolute likewise.
+    prefix = "file:" if rest.startswith("file:") and not rest.startswith(path) else ""
+    q, query = rest.partition("?")[1:]
+    return f"{head}:///{prefix}{os.path.abspath(os.path.expanduser(path))}{q}{query}"
 
 
 def engine_kwargs(url: str) -> dict[str, Any]:

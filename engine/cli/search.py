@@ -55,8 +55,10 @@ def _data_text(spec: SearchSpec) -> str:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from engine.spec import spec_hash
+    from storage import check_search_storage
 
     spec, data_line = _load(args)
+    check_search_storage(spec.study.storage)  # what search refuses, validate refuses
     fams = ", ".join(spec.model)
     print(f"{args.spec}: OK (study {spec.study.name!r}, families {fams}, "
           f"{_budget_text(spec)}, objectives {', '.join(spec.objective_names)}, "
