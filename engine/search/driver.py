@@ -70,8 +70,8 @@ def run_search(spec: SearchSpec, *, storage_url: str | None = None, n_trials: in
     # Download or check the data before anything is written: a missing or unreachable data
     # set stops the run with no database created.
     prepare_data(spec.data, progress)
+    data = load_data(spec.data)  # decoded before the first write: a bad image writes nothing
     prepare_database(url)  # every table, once, before Ray
-    data = load_data(spec.data)
     progress(f"data: {spec.data.dataset} train={len(data.train_y)} val={len(data.val_y)} "
              f"{data.in_channels}x{data.image_size}x{data.image_size}, {data.num_classes} classes")
     # prepare
