@@ -116,8 +116,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 def _cmd_studies(args: argparse.Namespace) -> int:
     from storage import list_studies
+    from storage.backend import check_existing_storage
 
-    for s in list_studies(args.storage):
+    for s in list_studies(check_existing_storage(args.storage)):  # reading creates nothing
         print(f"{s.name}\t{s.n_trials} trials\t{', '.join(s.objectives)}")
     return 0
 
