@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,8 @@ from engine.errors import ResourceError
 from engine.search.protocol import Assignment
 
 __all__ = ["GPU_MEM", "HardwarePlan", "check_resources", "cluster_gpus", "largest_node_offer",
-           "plan_hardware", "start_ray", "stop_ray", "trial_resources"]
+           "check_address", "plan_hardware", "precheck", "start_ray", "stop_ray",
+           "trial_resources"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,82 @@ def plan_hardware(gpus: float | str, *, devices: float,
                         f"each trial takes {gpus:g} GPU(s) (resources.gpus)")
 
 GPU_MEM = "gpu_mem_mb"  # custom Ray resource: MiB of GPU memory a node offers / a trial needs
+ADDRESS_TIMEOUT_S = 5.0  # a Ray head that does not accept a connection in this long is not there
+# What an HTTP/2 client sends first; a gRPC server (Ray's GCS) answers with a SETTINGS frame.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_H2_SETTINGS = 4
+
+
+def precheck(address: str | None, cpus: float, gpus: float | str) -> None:
+    """What can be checked before a search writes anything: that a cluster address answers
+    as a Ray head, and that a local Ray could ever give one trial its CPUs and GPUs (a
+    joined cluster's resources are checked once joined: :func:`check_resources`).
+
+    Raises:
+        ResourceError: naming the address or the setting, and the fix.
+    """
+    if address:
+        check_address(address)
+        return
+    have = os.cpu_count() or 1
+    if cpus > have:
+        raise ResourceError(f"resources.cpus = {cpus:g} per trial, but this machine has {have} "
+                            "CPUs, so the trial would wait forever; lower resources.cpus")
+    if gpus != "auto" and float(gpus) > 0:
+        import torch
+
+        devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if float(gpus) > devices:
+            raise ResourceError(f"resources.gpus = {float(gpus):g} per trial, but this machine has "
+                                f"{devices} GPUs, so the trial would wait forever; set "
+                                "resources.gpus: auto (or 0), or run on a machine with GPUs")
+
+
+def _split_address(address: str) -> tuple[str, int] | None:
+    """(host, port) of ``host:port`` or ``[v6]:port``; None for what is not that form."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def check_address(address: str, timeout_s: float = ADDRESS_TIMEOUT_S) -> None:
+    """Refuse a ``--ray-address`` that nothing answers as a Ray head within ``timeout_s``
+    (``ray.init`` would retry for minutes). ``auto`` and ``ray://`` addresses are Ray's to
+    resolve and are not checked.
+
+    Raises:
+        ResourceError: naming the address, what happened and the fix.
+    """
+    if address == "auto" or address.startswith("ray://"):
+        return
+    fix = ("fix: give the address `ray start --head` printed (HEAD_IP:6379), check that the "
+           "head is running and reachable, or leave out --ray-address to start a local Ray")
+    parts = _split_address(address)
+    if parts is None or not parts[0] or not 0 < parts[1] < 65536:
+        raise ResourceError(f"--ray-address {address!r} is not HOST:PORT; {fix}")
+    try:
+        with socket.create_connection(parts, timeout=timeout_s) as conn:
+            conn.settimeout(timeout_s)
+            conn.sendall(_H2_PREFACE)
+            frame = conn.recv(9)
+    except (OSError, ValueError) as e:  # refused, unreachable, timed out, unknown host
+        why = "no answer" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        raise ResourceError(f"--ray-address {address}: nothing answers there ({why} within "
+                            f"{timeout_s:g} s); {fix}") from None
+    if len(frame) < 4 or frame[3] != _H2_SETTINGS:
+        raise ResourceError(f"--ray-address {address}: something answers there, but not a Ray "
+                            f"head (its GCS speaks gRPC); {fix}")
+    # An HTTP/2 server answers: ask it for the cluster id as Ray would (quick, now that we
+    # know it answers; a proxy or another gRPC service says so at once).
+    from ray._raylet import GcsClient
+
+    try:
+        GcsClient(address=address)
+    except Exception as e:  # Ray's RpcError and friends, from its C++ client
+        raise ResourceError(f"--ray-address {address}: no Ray head answers there "
+                            f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}); "
+                            f"{fix}") from None
 
 
 def start_ray(address: str | None, *, object_store_bytes: int) -> bool:
