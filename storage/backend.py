@@ -216,6 +216,21 @@ def _unwritable(path: str) -> str | None:
     return None
 
 
+def _not_sqlite(path: str) -> str | None:
+    """Why an existing, non-empty file is not a SQLite database SQLite can open (read-only
+    checks: a damaged file is named before a lock file or a table is written beside it)."""
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return None  # a new (or empty) file: SQLite makes the database
+    with open(path, "rb") as f:
+        if f.read(len(_SQLITE_MAGIC)) != _SQLITE_MAGIC:
+            return f"{path} holds something other than a SQLite database"
+    try:
+        _sqlite_tables(path)
+    except sqlite3.Error as e:
+        return f"{path} is a damaged SQLite database ({e})"
+    return None
+
+
 def check_search_storage(url: str) -> str:
     """Refuse storages a search cannot keep its study in; returns the normalized URL.
 
@@ -236,6 +251,10 @@ def check_search_storage(url: str) -> str:
             raise StorageError(f"storage {url!r}: {problem}, but a search writes its study there "
                                "(and SQLite writes its journal beside it); choose a writable "
                                "file and folder, or fix their permissions")
+        problem = _not_sqlite(path)
+        if problem:
+            raise StorageError(f"storage {url!r}: {problem}; fix: name another file (a new one "
+                               "is created), or restore this one from a copy")
     return url
 
 

@@ -79,6 +79,18 @@ def test_a_damaged_or_foreign_database_is_named_and_left_alone(tmp_path, capsys,
     assert _files(tmp_path) == before and path.read_bytes() == content
 
 
+@pytest.mark.parametrize("kind", ["text", "truncated-sqlite"])
+def test_search_on_a_damaged_database_writes_nothing(tmp_path, monkeypatch, capsys, kind):
+    from tests.conftest import tiny_spec_dict, write_spec
+
+    path = _junk(tmp_path, kind)
+    spec = write_spec(tmp_path / "s.yaml", tiny_spec_dict())
+    content, before = path.read_bytes(), _files(tmp_path)
+    err = _one_line_error(capsys, main(["search", str(spec), "--storage", f"sqlite:///{path}"]))
+    assert str(path) in err and ("SQLite" in err), err
+    assert _files(tmp_path) == before and path.read_bytes() == content  # no bad.db.lock
+
+
 def test_reading_a_real_study_writes_no_lock(tmp_path, capsys, study_db):
     before = _files(tmp_path)
     assert main(["studies", "--storage", f"sqlite:///{study_db}"]) == 0
