@@ -9,10 +9,13 @@ the cluster has would wait forever, so such requests are refused up front.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
 import socket
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,13 +180,28 @@ def start_ray(address: str | None, *, object_store_bytes: int) -> bool:
         return False
     # ERROR: Ray's warnings (e.g. that token authentication is on, which it is by design)
     # would drown the search's own one-line messages.
-    if address:
-        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
-        return True
-    ray.init(address="local", num_cpus=max(1, os.cpu_count() or 1), include_dashboard=False,
-             log_to_driver=False, logging_level="ERROR", resources=_local_gpu_memory(),
-             object_store_memory=max(128 * 2**20, object_store_bytes))
+    with _keep_sigterm_handler():
+        if address:
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+            return True
+        ray.init(address="local", num_cpus=max(1, os.cpu_count() or 1), include_dashboard=False,
+                 log_to_driver=False, logging_level="ERROR", resources=_local_gpu_memory(),
+                 object_store_memory=max(128 * 2**20, object_store_bytes))
     return True
+
+
+@contextlib.contextmanager
+def _keep_sigterm_handler() -> Iterator[None]:
+    """Put the process's SIGTERM handler back after ``ray.init``, which replaces it with
+    ``sys.exit`` (and its C++ core adds a handler that dumps a stack trace and aborts): the
+    ``engine search`` command stops on SIGTERM as on Ctrl-C, through its own handler."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: set outside Python, nothing to put back
+            signal.signal(signal.SIGTERM, previous)
 
 
 def stop_ray(started: bool) -> None:
