@@ -23,7 +23,7 @@ from engine.errors import ResourceError
 from engine.search.protocol import Assignment
 
 __all__ = ["GPU_MEM", "HardwarePlan", "check_resources", "cluster_gpus", "largest_node_offer",
-           "check_address", "plan_hardware", "precheck", "start_ray", "stop_ray",
+           "bind_to_loopback", "check_address", "plan_hardware", "precheck", "start_ray", "stop_ray",
            "trial_resources"]
 
 
@@ -180,14 +180,44 @@ def start_ray(address: str | None, *, object_store_bytes: int) -> bool:
         return False
     # ERROR: Ray's warnings (e.g. that token authentication is on, which it is by design)
     # would drown the search's own one-line messages.
+    if not address or _is_loopback(address):
+        bind_to_loopback()
     with _keep_sigterm_handler():
         if address:
             ray.init(address=address, log_to_driver=False, logging_level="ERROR")
             return True
+        before = _children(os.getpid())
         ray.init(address="local", num_cpus=max(1, os.cpu_count() or 1), include_dashboard=False,
                  log_to_driver=False, logging_level="ERROR", resources=_local_gpu_memory(),
                  object_store_memory=max(128 * 2**20, object_store_bytes))
+    _start_reaper(_children(os.getpid()) - before)
     return True
+
+
+# Ray's single-machine mode, the one it uses on macOS and Windows: the node's IP is 127.0.0.1.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def bind_to_loopback() -> None:
+    """Make the Ray this process starts (or joins on 127.0.0.1) listen on loopback only.
+
+    On Linux Ray takes the LAN address as the node IP, and its gRPC servers (GCS, raylet,
+    driver, workers) listen on every interface, the runtime-env agent on the LAN address;
+    ``_node_ip_address="127.0.0.1"`` alone is rewritten to the LAN address by ``ray.init``.
+    Ray's single-machine mode (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) keeps 127.0.0.1 as
+    the node IP, and then every one of them binds 127.0.0.1 (measured with Ray 2.60). The
+    variable is set for the processes Ray starts, and Ray's constant for this process, which
+    may have read it when ray was first imported.
+    """
+    os.environ[LOOPBACK_ENV] = "0"
+    import ray._private.ray_constants as ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def _is_loopback(address: str) -> bool:
+    parts = _split_address(address)
+    return parts is not None and (parts[0] in ("localhost", "::1") or parts[0].startswith("127."))
 
 
 @contextlib.contextmanager
@@ -205,11 +235,109 @@ def _keep_sigterm_handler() -> Iterator[None]:
 
 
 def stop_ray(started: bool) -> None:
-    """Shut down the Ray this process started (its own processes only); a joined one stays."""
+    """Shut down the Ray this process started (its own processes only); a joined one stays.
+    Then the reaper is released: what ``ray.shutdown`` left running, it stops."""
     if started:
         import ray
 
         ray.shutdown()
+        _stop_reaper()
+
+
+# -- the reaper: no Ray process outlives its driver ---------------------------------------
+# Ray's GCS and raylet die with the driver, but the agents the raylet starts (dashboard and
+# runtime-env agents) are orphaned and stay alive when the driver is killed with SIGKILL. So a
+# local Ray gets a watchdog: a small stdlib-only process that records every descendant of
+# Ray's processes (pid and start time, so a reused pid is never hit) while the driver lives,
+# and when the driver's pipe closes (a clean end or any death) stops those still running
+# (SIGTERM, then SIGKILL after 3 s) and exits. It ignores SIGINT and SIGHUP, which a terminal
+# sends to the whole group, so that it outlives the driver it guards.
+_REAPER_SCRIPT = r"""
+import os, select, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+roots = {int(p) for p in sys.argv[1:]}
+seen = {}
+def stat(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[1]), fields[19]  # parent, start time
+    except (OSError, IndexError, ValueError):
+        return None
+def record():
+    parents = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = stat(int(name))
+            if st:
+                parents[int(name)] = st
+    tree = {p for p in roots if p in parents}
+    grew = True
+    while grew:
+        more = {c for c, (pp, _) in parents.items() if pp in tree} - tree
+        tree |= more
+        grew = bool(more)
+    for pid in tree:
+        seen.setdefault(pid, parents[pid][1])
+def alive():
+    return {p for p, t in seen.items() if (stat(p) or (0, None))[1] == t}
+while True:
+    record()
+    ready, _, _ = select.select([sys.stdin], [], [], 1.0)
+    if ready and not os.read(sys.stdin.fileno(), 1):
+        break
+for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 1.0)):
+    for pid in alive():
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+    deadline = time.time() + wait
+    while alive() and time.time() < deadline:
+        time.sleep(0.1)
+"""
+_reaper: list[Any] = []  # the running reaper (subprocess.Popen) of this process's Ray
+
+
+def _children(pid: int) -> set[int]:
+    """Direct children of ``pid``, by the parent field of /proc/*/stat (empty without /proc)."""
+    out: set[int] = set()
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    with open(f"/proc/{name}/stat") as f:
+                        if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                            out.add(int(name))
+    return out
+
+
+def _start_reaper(roots: set[int]) -> None:
+    """Watch the processes Ray started (``roots``) and their descendants (see above)."""
+    import subprocess
+    import sys
+
+    if not roots:
+        return
+    _reaper.append(subprocess.Popen([sys.executable, "-c", _REAPER_SCRIPT, *map(str, roots)],
+                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, close_fds=True))
+
+
+def _stop_reaper() -> None:
+    """Release the reaper (it stops what is left of Ray) and wait for it to finish."""
+    import subprocess
+
+    while _reaper:
+        proc = _reaper.pop()
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _local_gpu_memory() -> dict[str, float]:
