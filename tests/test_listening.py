@@ -62,14 +62,17 @@ def _spec(tmp_path, name: str, epochs: int) -> Path:
         search={"sampler": "random", "n_trials": 2, "max_concurrent": 1}))
 
 
-def test_a_local_search_listens_on_loopback_only_with_token_auth(tmp_path):
+def test_a_local_search_listens_on_loopback_only_with_token_auth(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a user's environment cannot switch it off
     f = _spec(tmp_path, "listen", 3)
     url = f"sqlite:///{tmp_path / 'l.db'}"
     with search_process(f, url, tmp_path) as proc:  # its own Ray, as a user's search starts
         wait_for_line(proc, "trial 0 epoch 1/3")
         pids = session_pids(proc.pid)
         found = listeners(pids)
-        auth = {pid: Path(f"/proc/{pid}/environ").read_bytes() for pid in pids
+        # (The driver's own /proc environ is the one it started with: its children show
+        # what it handed Ray.)
+        auth = {pid: Path(f"/proc/{pid}/environ").read_bytes() for pid in pids - {proc.pid}
                 if Path(f"/proc/{pid}/environ").exists()}
         out, _ = proc.communicate(timeout=300)
         leftover = lingering(proc.pid)
@@ -77,8 +80,10 @@ def test_a_local_search_listens_on_loopback_only_with_token_auth(tmp_path):
     assert len(found) >= 4, found  # GCS, raylet, driver, a worker at least
     exposed = [s for s in found if not _is_loopback(s[2])]
     assert not exposed, f"listening beyond loopback: {exposed}"
-    # Token authentication: Ray's default, never switched off for a search.
-    assert not any(b"RAY_AUTH_MODE=disabled" in env for env in auth.values())
+    # Token authentication on in every Ray process (the GCS and raylet check every call).
+    ray_envs = [env for env in auth.values() if b"RAY_AUTH_MODE=" in env]
+    assert len(ray_envs) >= 3, "no Ray processes found"
+    assert all(b"RAY_AUTH_MODE=token" in env.split(b"\0") for env in ray_envs)
     assert not leftover, "processes left after the search finished"
 
 

@@ -23,7 +23,8 @@ from engine.errors import ResourceError
 from engine.search.protocol import Assignment
 
 __all__ = ["GPU_MEM", "HardwarePlan", "check_resources", "cluster_gpus", "largest_node_offer",
-           "bind_to_loopback", "check_address", "plan_hardware", "precheck", "start_ray", "stop_ray",
+           "bind_to_loopback", "check_address", "plan_hardware", "precheck",
+           "require_token_auth", "start_ray", "stop_ray",
            "trial_resources"]
 
 
@@ -186,6 +187,7 @@ def start_ray(address: str | None, *, object_store_bytes: int) -> bool:
         if address:
             ray.init(address=address, log_to_driver=False, logging_level="ERROR")
             return True
+        require_token_auth()
         before = _children(os.getpid())
         ray.init(address="local", num_cpus=max(1, os.cpu_count() or 1), include_dashboard=False,
                  log_to_driver=False, logging_level="ERROR", resources=_local_gpu_memory(),
@@ -213,6 +215,17 @@ def bind_to_loopback() -> None:
     import ray._private.ray_constants as ray_constants
 
     ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def require_token_auth() -> None:
+    """Token authentication for the local Ray, always: Ray's default for a new local cluster,
+    unless the environment switched it off (``RAY_AUTH_MODE=disabled``). Set for the processes
+    Ray starts, and Ray's configuration re-read for this one (as Ray does when it turns the
+    default on), since it was read when ray was first imported."""
+    os.environ["RAY_AUTH_MODE"] = "token"
+    from ray._raylet import Config
+
+    Config.initialize("")
 
 
 def _is_loopback(address: str) -> bool:
