@@ -113,7 +113,7 @@ def precheck(address: str | None, cpus: float, gpus: float | str) -> None:
 
         devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if float(gpus) > devices:
-            raise ResourceError(f"resources.gpus = {float(gpus):g} per trial, but this machine has "
+            raise ResourceError(f"resources.gpus = {float(gpus)} per trial, but this machine has "
                                 f"{devices} GPUs, so the trial would wait forever; set "
                                 "resources.gpus: auto (or 0), or run on a machine with GPUs")
 
