@@ -24,8 +24,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.caps import CapsConfig
-from engine.config import (CategoricalParam, Distribution, FloatParam, IntParam, Scalar, check_param,
-                           is_distribution)
+from engine.config import (
+    CategoricalParam,
+    Distribution,
+    FloatParam,
+    IntParam,
+    Scalar,
+    check_param,
+    is_distribution,
+)
 from engine.data.base import DataConfig
 from engine.errors import SpecError
 from engine.train.config import TrainConfig

@@ -18,7 +18,14 @@ import torch
 
 import engine
 from engine.errors import CheckpointError
-from engine.export.checkpoint import FORMAT, META_KEY, Checkpoint, checkpoint_bytes, load_model, probe_logits
+from engine.export.checkpoint import (
+    FORMAT,
+    META_KEY,
+    Checkpoint,
+    checkpoint_bytes,
+    load_model,
+    probe_logits,
+)
 
 CONFIG = {"final_dim": 16, "depth": 1, "level": 1, "in_channels": 3, "num_classes": 4,
           "image_size": 8}

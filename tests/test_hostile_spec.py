@@ -15,7 +15,6 @@ import pytest
 import yaml
 
 from engine.cli import main
-from engine.errors import SpecError
 from engine.spec import SpecLoader, load_spec
 from tests.conftest import ROOT, tiny_spec_dict, write_spec
 
@@ -109,8 +108,8 @@ def test_switch_epoch_within_epochs(tmp_path, capsys, switch, ok):
         return
     assert rc == 2
     _one_line(err)
-    assert ": train.switch_epoch: " in err and "train.epochs (3)" in err or \
-        "train.epochs is 3" in err, err
+    assert ": train.switch_epoch: " in err, err
+    assert "train.epochs (3)" in err or "train.epochs is 3" in err, err
     assert "at most 3" in err and "AdamW throughout" in err, err
 
 

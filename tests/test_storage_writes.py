@@ -11,8 +11,8 @@ import sqlite3
 import pytest
 
 from engine.cli import main
-from engine.errors import StorageError, UsageError
 from engine.cli.servers import check_port
+from engine.errors import StorageError, UsageError
 from storage.backend import check_existing_storage
 
 
