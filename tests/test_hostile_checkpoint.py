@@ -101,6 +101,7 @@ def test_a_config_raised_to_a_huge_model_is_refused_before_building_it(valid, tm
 
 
 @pytest.mark.parametrize("changes, words", [({"image_size": 10**6}, "probe"),
+                                            ({"image_size": 1, "level": 3}, "does not build a model"),
                                             ({"in_channels": 10**6}, "do not fit"),
                                             ({"image_size": "8"}, "image_size")])
 def test_a_probe_larger_than_any_data_set_is_refused(valid, tmp_path, changes, words):

@@ -306,8 +306,14 @@ def _verify_probe(model: nn.Module, ckpt: Checkpoint, where: str) -> None:
         raise CheckpointError(f"{where}: its probe_logits hold {len(expected[0])} logits per "
                               f"row but its model_config has num_classes {_short(classes)}; the "
                               "file was edited, export it again")
-    with torch.no_grad():
-        got = model(probe_input(channels, size))
+    try:
+        with torch.no_grad():
+            got = model(probe_input(channels, size))
+    except (RuntimeError, ValueError, IndexError) as e:  # e.g. an image_size edited too small
+        raise CheckpointError(f"{where}: its model does not run on its own {channels}x{size}x"
+                              f"{size} probe ({type(e).__name__}: "
+                              f"{(str(e).splitlines() or [''])[0][:160]}); the file was edited, "
+                              "export it again") from None
     want = torch.tensor(expected, dtype=got.dtype)
     diff = ((got - want).abs().max().item() if want.shape == got.shape else math.inf)
     if not diff <= PROBE_ATOL:  # NaN logits fail too
