@@ -64,7 +64,7 @@ def _run_child(cmd: list[str], env: dict[str, str]) -> int:
             signal.signal(s, handler)
 
 
-def check_port(port: int, option: str = "--port") -> int:
+def check_port(port: int, option: str = "--port", example: int = 8501) -> int:
     """Refuse a port out of range or already taken on 127.0.0.1, before anything starts.
 
     Raises:
@@ -72,7 +72,7 @@ def check_port(port: int, option: str = "--port") -> int:
     """
     if not 1 <= port <= 65535:
         raise UsageError(f"{option} {port} is not a TCP port; rule: 1 to 65535; fix: e.g. "
-                         f"{option} 8501")
+                         f"{option} {example}")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
             s.bind(("127.0.0.1", port))
@@ -125,7 +125,7 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     from storage import SQLArtifactStore, normalize_url, open_storage
     from storage.backend import check_existing_storage
 
-    check_port(args.port)
+    check_port(args.port, example=8080)
     url = normalize_url(args.storage)
     check_existing_storage(url)  # a viewer never creates a database
     storage = open_storage(url)
