@@ -14,6 +14,7 @@ __all__ = [
     "StorageError",
     "CheckpointError",
     "ResourceError",
+    "UsageError",
     "TrialFailure",
 ]
 
@@ -69,6 +70,13 @@ class CheckpointError(WaveSearchError):
 
 class ResourceError(WaveSearchError):
     """A trial asks for resources (GPUs, memory) the cluster does not have."""
+
+    exit_code = 2
+
+
+class UsageError(WaveSearchError):
+    """A command-line value breaks a rule that no other class covers (e.g. a server port out
+    of range or already in use)."""
 
     exit_code = 2
 

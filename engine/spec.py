@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,9 +21,26 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.caps import CapsConfig
-from engine.config import CategoricalParam, Distribution, FloatParam, IntParam, Scalar, check_param
+from engine.config import (
+    CategoricalParam,
+    Distribution,
+    FloatParam,
+    IntParam,
+    Scalar,
+    check_param,
+    is_distribution,
+)
 from engine.data.base import DataConfig
 from engine.errors import SpecError
+from engine.spec_yaml import (
+    Override,
+    SpecLoader,
+    apply_overrides,
+    blame_override,
+    parse_override,
+    short_repr,
+    shorten,
+)
 from engine.train.config import TrainConfig
 from storage.schema import DEFAULT_STORAGE_URL, METRICS
 
@@ -237,7 +253,7 @@ def _translate(err: ValidationError, path: str) -> SpecError:
     same = [e for e in errors if _clean_loc(e["loc"]) == loc]
     first = next((e for e in same if _branch_fits(e)), same[0])
     key = ".".join(str(p) for p in loc) or "<top level>"
-    msg = first["msg"].removeprefix("Value error, ")
+    msg = shorten(first["msg"].removeprefix("Value error, "))
     got = first.get("input")
     if first["type"] == "extra_forbidden":
         allowed = _describe_allowed(loc)
@@ -245,7 +261,7 @@ def _translate(err: ValidationError, path: str) -> SpecError:
     elif first["type"] == "missing":
         msg = "required key is missing"
     elif not isinstance(got, dict) and "(got " not in msg:
-        msg = f"{msg} (got {got!r})"
+        msg = f"{msg} (got {short_repr(got)})"
     more = len({_clean_loc(e["loc"]) for e in errors}) - 1
     if more:
         msg += f" [and {more} more problem(s)]"
@@ -257,12 +273,53 @@ def parse_spec(raw: Any, path: str = "<spec>") -> SearchSpec:
     if not isinstance(raw, dict):
         raise SpecError(f"the top level must be a mapping of sections, got {type(raw).__name__}",
                         path=path)
+    _check_finite(raw, path)
     try:
         spec = SearchSpec.model_validate(raw)
     except ValidationError as e:
         raise _translate(e, path) from None
     _check_registries(spec, path)
+    _check_switch(spec, path)
     return spec
+
+
+def _check_finite(node: Any, path: str, key: str = "") -> None:
+    """Refuse ``.inf`` and ``.nan`` anywhere: no setting means anything by them (an infinite
+    learning rate, cap or budget is a typo or a probe, never a plan)."""
+    if isinstance(node, float) and not math.isfinite(node):
+        raise SpecError(f"{node!r} is not a finite number; write a finite value (e.g. 0.001), "
+                        "or leave the key out for its default", path=path, key=key or None)
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _check_finite(v, path, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_finite(v, path, f"{key}.{i}" if key else str(i))
+
+
+def _check_switch(spec: SearchSpec, path: str) -> None:
+    """DualOpT's fixed switch must fall within the run. ``switch_epoch == train.epochs`` means
+    AdamW throughout (a deliberate setting, used to compare against AdamW alone); anything
+    beyond it would silently never start SGD, and search ``sgd_lr`` for nothing."""
+    t = spec.train
+    if t.optimizer != "dualopt" or t.switch_patience is not None:
+        return  # the switch epoch is not used
+    key = "train.switch_epoch"
+    searched = is_distribution(t.switch_epoch)
+    top = t.switch_epoch.high if searched else t.switch_epoch
+    if top > t.epochs:
+        if searched:
+            raise SpecError(f"the range reaches {top} but train.epochs is {t.epochs}, so those "
+                            f"trials would never start SGD; set high to at most {t.epochs} "
+                            f"({t.epochs} = AdamW throughout), or raise train.epochs",
+                            path=path, key=key)
+        raise SpecError(f"{top} is beyond train.epochs ({t.epochs}), so SGD would never start; "
+                        f"set it to at most {t.epochs} ({t.epochs} = AdamW throughout), or "
+                        "raise train.epochs", path=path, key=key)
+    if not searched and top == t.epochs and is_distribution(t.sgd_lr):
+        raise SpecError(f"sgd_lr is searched but switch_epoch {top} = train.epochs means AdamW "
+                        "throughout, so SGD never runs; make sgd_lr a fixed number, or lower "
+                        "switch_epoch", path=path, key="train.sgd_lr")
 
 
 def _check_registries(spec: SearchSpec, path: str) -> None:
@@ -293,100 +350,8 @@ def _check_registries(spec: SearchSpec, path: str) -> None:
                 # The family's whole config class judges each value: its validators apply too.
                 check_param(fields[name], param, lambda v, n=name, c=cfg_cls: c(**{n: v}))
             except ValueError as e:
-                raise SpecError(f"{name} {e}" if str(e).startswith(("takes", "must"))
-                                else str(e), path=path, key=key) from None
-
-
-# -- YAML and command-line overrides ------------------------------------------------------
-
-_FLOAT_TAG = "tag:yaml.org,2002:float"
-# YAML 1.2's float rule (JSON's, plus .inf and .nan). PyYAML implements YAML 1.1, whose floats
-# need a dot and a signed exponent, so `3e-3` and `1e-4` load as strings that a strict float
-# field refuses. A dot or an exponent is required, so integers stay integers.
-_FLOAT_12 = re.compile(r"""^(?: [-+]? (?: [0-9]+ \. [0-9]* | \. [0-9]+ ) (?: [eE] [-+]? [0-9]+ )?
-                              | [-+]? [0-9]+ [eE] [-+]? [0-9]+
-                              | [-+]? \. (?: inf | Inf | INF )
-                              | \. (?: nan | NaN | NAN ) )$""", re.VERBOSE)
-
-
-class SpecLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2 floats: ``3e-3``, ``1e-4`` and ``-2.5E+3`` are
-    floats. Everything else resolves as with ``yaml.safe_load``; quoted values stay strings
-    (so ``lr: "3e-3"`` is still refused by the strict float field)."""
-
-
-# Each first character's float rule is swapped in place, so the order in which int, float and
-# timestamp are tried is unchanged; SafeLoader's own table is not touched.
-SpecLoader.yaml_implicit_resolvers = {
-    first: [(tag, _FLOAT_12 if tag == _FLOAT_TAG else rx) for tag, rx in resolvers]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-
-
-@dataclass(frozen=True)
-class Override:
-    """One spec value set from the command line.
-
-    Attributes:
-        key: Dotted key path, e.g. ``study.name``.
-        value: The value as it goes into the document. Plain options (``--study``, ``--data``,
-            ``--storage``) pass their text unchanged, never parsed: ``--study 007`` is the
-            name "007" and ``--data "my data #1.zip"`` the whole path.
-        origin: Where the value came from (``--study``, ``--set train.lr=3e-3``), named in
-            the message when the value breaks a rule.
-    """
-
-    key: str
-    value: Any
-    origin: str = "--set"
-
-
-def parse_override(item: str, path: str = "<spec>") -> Override:
-    """An ``--set KEY=VALUE`` item; the value is parsed as YAML (``2``, ``3e-3``, ``[a, b]``).
-
-    Raises:
-        SpecError: not ``KEY=VALUE``, or the value is not valid YAML.
-    """
-    key, sep, text = item.partition("=")
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise SpecError(f"override {item!r} is not KEY=VALUE (e.g. train.epochs=2)", path=path)
-    try:
-        value = yaml.load(text, Loader=SpecLoader)  # safe: SpecLoader is a SafeLoader
-    except yaml.YAMLError:
-        raise SpecError(f"override value {text!r} is not valid YAML; fix: quote it as YAML "
-                        "would, or use the plain option if there is one", path=path,
-                        key=key) from None
-    return Override(key, value, f"--set {item}")
-
-
-def apply_overrides(raw: Any, overrides: Sequence[Override], path: str) -> Any:
-    """Set each override's value at its dotted key in a raw spec document (in order)."""
-    for o in overrides:
-        parts = o.key.split(".")
-        if not all(parts):
-            raise SpecError(f"{o.origin}: {o.key!r} is not a dotted key path (e.g. "
-                            "train.epochs)", path=path)
-        node = raw
-        for part in parts[:-1]:
-            if not isinstance(node, dict):
-                raise SpecError(f"cannot set {o.key!r}: {part!r} is inside a scalar", path=path,
-                                key=o.key)
-            node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise SpecError(f"cannot set {o.key!r}: its parent is not a mapping", path=path,
-                            key=o.key)
-        node[parts[-1]] = o.value
-    return raw
-
-
-def _blame(err: SpecError, overrides: Sequence[Override], path: str) -> SpecError:
-    """``err`` with the option that set the broken key named, when an override set it."""
-    key = err.key or ""
-    origin = next((o.origin for o in reversed(overrides)
-                   if key == o.key or key.startswith(o.key + ".")), None)
-    if origin is None:
-        return err
-    message = str(err).removeprefix(f"{path}: {key}: ")
-    return SpecError(f"{message} (set by {origin})", path=path, key=key)
+                raise SpecError(shorten(f"{name} {e}" if str(e).startswith(("takes", "must"))
+                                         else str(e)), path=path, key=key) from None
 
 
 def load_spec(path: str | Path, overrides: Sequence[str | Override] | None = None) -> SearchSpec:
@@ -424,4 +389,4 @@ def load_spec(path: str | Path, overrides: Sequence[str | Override] | None = Non
     try:
         return parse_spec(raw, p)
     except SpecError as e:
-        raise _blame(e, items, p) from None
+        raise blame_override(e, items, p) from None

@@ -15,11 +15,13 @@ opened here
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import logging
 import os
 import re
+import sqlite3
 import time
 import warnings
 from collections.abc import Callable
@@ -32,7 +34,8 @@ import sqlalchemy.exc
 from engine.errors import StorageError
 from storage.locks import database_lock, sqlite_path
 
-__all__ = ["GRACE_S", "HEARTBEAT_S", "StudySummary", "call_with_retry", "check_search_storage",
+__all__ = ["GRACE_S", "HEARTBEAT_S", "StudySummary", "call_with_retry", "check_existing_storage",
+           "check_search_storage",
            "list_studies",
            "load_study", "normalize_url", "open_storage", "redact"]
 
@@ -78,10 +81,13 @@ def normalize_url(url: str) -> str:
 def _absolute_sqlite(url: str) -> str:
     """Make a relative SQLite path absolute: trial processes run in other directories."""
     head, sep, rest = url.partition(":///")
-    if not sep or rest.startswith("/") or rest in ("", ":memory:") or rest.startswith("file:"):
+    path = sqlite_path(url)
+    if not sep or path is None or path.startswith("/"):
         return url
-    path, q, query = rest.partition("?")
-    return f"{head}:///{os.path.abspath(os.path.expanduser(path))}{q}{query}"
+    # A SQLite URI (file:PATH?uri=true) keeps its prefix; its path is made absolute likewise.
+    prefix = "file:" if rest.startswith("file:") and not rest.startswith(path) else ""
+    q, query = rest.partition("?")[1:]
+    return f"{head}:///{prefix}{os.path.abspath(os.path.expanduser(path))}{q}{query}"
 
 
 def engine_kwargs(url: str) -> dict[str, Any]:
@@ -175,7 +181,10 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     """An Optuna RDB storage for ``url`` (cached per process; see the module docstring)."""
     url = normalize_url(url)
     try:
-        with database_lock(url), warnings.catch_warnings():  # Optuna creates its tables here
+        # Optuna creates its tables here, under the lock; a database that has them already
+        # needs none (so reading a study writes no lock file).
+        lock = contextlib.nullcontext() if _has_study_tables(url) else database_lock(url)
+        with lock, warnings.catch_warnings():
             # Heartbeats are "experimental" in Optuna 5; we rely on them and test them.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return ResilientRDBStorage(url, engine_kwargs=engine_kwargs(url),
@@ -207,6 +216,21 @@ def _unwritable(path: str) -> str | None:
     return None
 
 
+def _not_sqlite(path: str) -> str | None:
+    """Why an existing, non-empty file is not a SQLite database SQLite can open (read-only
+    checks: a damaged file is named before a lock file or a table is written beside it)."""
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return None  # a new (or empty) file: SQLite makes the database
+    with open(path, "rb") as f:
+        if f.read(len(_SQLITE_MAGIC)) != _SQLITE_MAGIC:
+            return f"{path} holds something other than a SQLite database"
+    try:
+        _sqlite_tables(path)
+    except sqlite3.Error as e:
+        return f"{path} is a damaged SQLite database ({e})"
+    return None
+
+
 def check_search_storage(url: str) -> str:
     """Refuse storages a search cannot keep its study in; returns the normalized URL.
 
@@ -227,6 +251,76 @@ def check_search_storage(url: str) -> str:
             raise StorageError(f"storage {url!r}: {problem}, but a search writes its study there "
                                "(and SQLite writes its journal beside it); choose a writable "
                                "file and folder, or fix their permissions")
+        problem = _not_sqlite(path)
+        if problem:
+            raise StorageError(f"storage {url!r}: {problem}; fix: name another file (a new one "
+                               "is created), or restore this one from a copy")
+    return url
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _sqlite_tables(path: str) -> set[str]:
+    """The tables of an existing SQLite file, read through a read-only connection."""
+    from urllib.parse import quote
+
+    with contextlib.closing(sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)) as db:
+        return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def _has_study_tables(url: str) -> bool:
+    """True when ``url`` is a SQLite file that already holds Optuna's tables: opening it then
+    creates nothing, so no lock (and no lock file) is needed."""
+    path = sqlite_path(url)
+    if path is None or not os.path.isfile(path):
+        return False
+    try:
+        return "studies" in _sqlite_tables(path)
+    except sqlite3.Error:
+        return False
+
+
+def check_existing_storage(url: str) -> str:
+    """For commands that only read studies: refuse a storage that holds none, writing nothing
+    (no database file, no lock file, no tables); returns the normalized URL.
+
+    A SQLite file must exist and be an Optuna study database, checked through a read-only
+    connection; a server database is left to :func:`open_storage` (a server's database exists
+    before anyone connects).
+
+    Raises:
+        StorageError: naming the path and the fix.
+    """
+    url = normalize_url(url)
+    if not url.startswith("sqlite"):
+        return url
+    path = sqlite_path(url)
+    if path is None:
+        raise StorageError(f"storage {url!r} is an in-memory database, which holds no studies; "
+                           "fix: name the study database, e.g. --storage sqlite:///wavesearch.db")
+    fix = "fix: check --storage (engine search creates the database)"
+    if not os.path.isfile(path):
+        what = "is a folder" if os.path.isdir(path) else "does not exist"
+        raise StorageError(f"no study database at {path}: the file {what}; {fix}")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+    except OSError as e:
+        raise StorageError(f"cannot read the study database {path} ({e.strerror}); fix: check "
+                           "its permissions") from None
+    if head != _SQLITE_MAGIC:
+        what = "an empty file" if not head else "other content"
+        raise StorageError(f"{path} is not a SQLite database ({what}); {fix}, or restore the "
+                           "file from a copy")
+    try:
+        tables = _sqlite_tables(path)
+    except sqlite3.Error as e:
+        raise StorageError(f"{path} is a damaged SQLite database ({e}); {fix}, or restore the "
+                           "file from a copy") from None
+    if "studies" not in tables:
+        raise StorageError(f"{path} is a SQLite database without studies (no Optuna tables); "
+                           f"{fix}")
     return url
 
 

@@ -36,11 +36,19 @@ _WAIT_S = 120.0  # a holder keeps the lock for milliseconds; minutes mean someth
 
 
 def sqlite_path(url: str) -> str | None:
-    """The file of a ``sqlite:///FILE`` URL (None for other schemes and in-memory databases)."""
+    """The file of a ``sqlite:///FILE`` URL (None for other schemes and in-memory databases).
+
+    A SQLite URI (``sqlite:///file:PATH?uri=true``) names the file ``PATH``, unless it asks
+    for ``mode=memory``; without ``uri=true``, ``file:x.db`` is a plain file name.
+    """
     if not url.startswith("sqlite"):
         return None
-    rest = url.partition(":///")[2].partition("?")[0]
-    if rest in ("", ":memory:") or rest.startswith("file:"):
+    rest, _, query = url.partition(":///")[2].partition("?")
+    if rest.startswith("file:") and "uri=true" in query.lower().split("&"):
+        if "mode=memory" in query.lower().split("&"):
+            return None
+        rest = rest.removeprefix("file:")
+    if rest in ("", ":memory:"):
         return None
     return rest
 

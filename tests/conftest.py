@@ -38,9 +38,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """A local Ray shared by every test that runs a search; shut down (its processes stopped) at the end."""
+    """A local Ray shared by every test that runs a search; shut down (its processes stopped) at the end.
+    Like a user's local search: token authentication on, every server on 127.0.0.1."""
     import ray
 
+    from engine.search.cluster import bind_to_loopback, require_token_auth
+
+    bind_to_loopback()
+    require_token_auth()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              logging_level="WARNING", object_store_memory=128 * 2**20)
     yield ray

@@ -97,6 +97,7 @@ def test_resources_the_cluster_lacks_are_refused(tmp_path):
     proc = _engine("search", str(f), "--storage", f"sqlite:///{tmp_path / 'g.db'}", cwd=tmp_path)
     assert proc.returncode == 2
     assert "resources.gpus = 1.0 per trial" in proc.stderr and "wait forever" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu.yaml"], "nothing written"
 
 
 # ------------------------------------------------------------------ plain options and --data

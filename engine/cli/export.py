@@ -32,6 +32,7 @@ def _check_format(args: argparse.Namespace) -> None:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from engine.export import export_checkpoint
+    from storage.backend import check_existing_storage
 
     _check_format(args)
     if args.checkpoint:
@@ -39,6 +40,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if not args.study:
         raise ConfigError("engine export needs --study NAME (a trial of a study) or "
                           "--checkpoint PATH (a checkpoint file to convert)")
+    check_existing_storage(args.storage)  # a mistyped storage is refused, not created
     info = export_checkpoint(args.storage, args.study, trial_number=args.trial, out=args.out,
                              test_accuracy=not args.no_test, format=args.format)
     m = info["metrics"]
@@ -96,7 +98,9 @@ class EpochPrinter:
 def _cmd_retrain(args: argparse.Namespace) -> int:
     from engine.export import retrain
     from engine.export.retrain import count
+    from storage.backend import check_existing_storage
 
+    check_existing_storage(args.storage)  # a mistyped storage is refused, not created
     r = retrain(args.storage, args.study, trial_number=args.trial, epochs=args.epochs,
                 minutes=args.minutes, train_size=args.train_size, out=args.out,
                 progress=EpochPrinter())

@@ -9,9 +9,12 @@ are parsed as YAML (see :class:`engine.spec.Override`).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from storage.schema import DEFAULT_STORAGE_URL
 
@@ -55,8 +58,10 @@ def _data_text(spec: SearchSpec) -> str:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from engine.spec import spec_hash
+    from storage import check_search_storage
 
     spec, data_line = _load(args)
+    check_search_storage(spec.study.storage)  # what search refuses, validate refuses
     fams = ", ".join(spec.model)
     print(f"{args.spec}: OK (study {spec.study.name!r}, families {fams}, "
           f"{_budget_text(spec)}, objectives {', '.join(spec.objective_names)}, "
@@ -89,8 +94,15 @@ def _cmd_search(args: argparse.Namespace) -> int:
         print(f"[{time.perf_counter() - t0:7.1f}s] {line}", flush=True)
 
     progress(data_line)
-    out = run_search(spec, n_trials=args.n_trials, ray_address=args.ray_address,
-                     progress=progress)
+    with _stop_on_sigterm() as terminated:
+        try:
+            out = run_search(spec, n_trials=args.n_trials, ray_address=args.ray_address,
+                             progress=progress)
+        except KeyboardInterrupt:  # a signal outside Tune's run (loading, between rounds)
+            if not terminated:
+                raise
+            print("terminated", file=sys.stderr)
+            return 128 + signal.SIGTERM
     study = load_study(out.storage_url, out.study_name)
     rows = trial_rows(study)
     states: dict[str, int] = {}
@@ -105,17 +117,39 @@ def _cmd_search(args: argparse.Namespace) -> int:
               f"{r.peak_memory_mb or 0:>9.1f} {r.param_count or 0:>10,}")
     print(f"\nNext: engine app --storage {out.storage_url}   or   engine export --study "
           f"{out.study_name} --storage {out.storage_url} --out model.safetensors")
-    if out.stopped:  # 128 + SIGINT, as a shell reports Ctrl-C: scripts can tell it from done
+    if out.stopped:  # 128 + the signal, as a shell reports it: scripts can tell it from done
         print("search stopped before its budget was spent: run the same command again to "
               "resume (the interrupted trials are queued)", file=sys.stderr)
-        return 130
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     return 0
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[list[int]]:
+    """SIGTERM stops the search as Ctrl-C does (running trials re-queued, Ray stopped): it is
+    handed to whatever handles SIGINT at that moment (Ray Tune's graceful stop during a run,
+    else KeyboardInterrupt). Yields the list that records it, for the exit code (143)."""
+    terminated: list[int] = []
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        terminated.append(signum)
+        handler = signal.getsignal(signal.SIGINT)
+        if not callable(handler):  # SIG_IGN or SIG_DFL: nothing graceful to hand it to
+            raise KeyboardInterrupt
+        handler(signal.SIGINT, frame)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield terminated
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _cmd_studies(args: argparse.Namespace) -> int:
     from storage import list_studies
+    from storage.backend import check_existing_storage
 
-    for s in list_studies(args.storage):
+    for s in list_studies(check_existing_storage(args.storage)):  # reading creates nothing
         print(f"{s.name}\t{s.n_trials} trials\t{', '.join(s.objectives)}")
     return 0
 

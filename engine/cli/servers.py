@@ -8,13 +8,16 @@ so killing the command's pid frees the port and leaves no process behind.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from engine.errors import UsageError
 from storage.schema import DEFAULT_STORAGE_URL
 
 __all__ = ["add_commands"]
@@ -61,9 +64,30 @@ def _run_child(cmd: list[str], env: dict[str, str]) -> int:
             signal.signal(s, handler)
 
 
+def check_port(port: int, option: str = "--port", example: int = 8501) -> int:
+    """Refuse a port out of range or already taken on 127.0.0.1, before anything starts.
+
+    Raises:
+        UsageError: naming the port and the fix.
+    """
+    if not 1 <= port <= 65535:
+        raise UsageError(f"{option} {port} is not a TCP port; rule: 1 to 65535; fix: e.g. "
+                         f"{option} {example}")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as e:
+            why = ("is in use (another app or dashboard?)" if e.errno == errno.EADDRINUSE
+                   else f"cannot be opened ({e.strerror})")
+            raise UsageError(f"{option} {port}: port {port} on 127.0.0.1 {why}; fix: choose "
+                             "another port, or stop what holds it") from None
+    return port
+
+
 def _cmd_app(args: argparse.Namespace) -> int:
     from storage import normalize_url
 
+    check_port(args.port)
     url = normalize_url(args.storage)
     main_py = Path(__file__).resolve().parents[2] / "app" / "main.py"
     env = {**os.environ, "WAVESEARCH_STORAGE": url}
@@ -84,9 +108,12 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     from optuna_dashboard import run_server
 
     from storage import SQLArtifactStore, normalize_url, open_storage
+    from storage.backend import check_existing_storage
     from storage.record import name_objectives
 
+    check_port(args.port, example=8080)
     url = normalize_url(args.storage)
+    check_existing_storage(url)  # a viewer never creates a database
     storage = open_storage(url)
     # Studies begun before the engine named its objectives get their metric names, so
     # optuna-dashboard labels them (not "Objective 0/1").
@@ -101,6 +128,9 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
                    artifact_store=SQLArtifactStore(url))
     except KeyboardInterrupt:
         pass
+    except OSError as e:  # the port was taken between the check and the bind
+        raise UsageError(f"--port {args.port}: optuna-dashboard cannot listen on 127.0.0.1 "
+                         f"({e.strerror}); fix: choose another port") from None
     return 0
 
 

@@ -18,6 +18,7 @@ its bytes, a folder by the (path, size, mtime) of its images, plus ``image_size`
 from __future__ import annotations
 
 import os
+import stat
 import zipfile
 import zlib
 from pathlib import Path
@@ -36,6 +37,19 @@ _LAYOUT = ("rule: images sit in class folders, <root>/<class>/<image> or "
            "<root>/train/<class>/<image> with an optional <root>/test/<class>/<image>")
 
 
+# One image file is at most this large (a 4k RGB photo as BMP is 25 MB): a bigger member or
+# file is a mistake or a bomb, refused before it is read into memory.
+MAX_IMAGE_BYTES = 256 * 2**20
+
+
+def _unsafe_member(name: str) -> bool:
+    """True for a zip member name that is not a plain relative path (absolute, ``..``, empty
+    parts, backslashes, a drive): such names point outside the archive's tree."""
+    parts = name.rstrip("/").split("/")
+    return (name.startswith("/") or "\\" in name or ":" in parts[0]
+            or any(p in ("", ".", "..") for p in parts))
+
+
 class _ZipSource:
     """Members of a zip archive, read on demand."""
 
@@ -43,19 +57,33 @@ class _ZipSource:
         self.label = str(path)
         try:
             self._zip = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as e:
+            infos = self._zip.infolist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
             raise DataError(f"{path}: not a readable zip archive ({e}); fix: re-create or "
                             "download the zip again, or extract it and point data.root at "
                             "the folder") from e
-        names = [i.filename for i in self._zip.infolist()]
+        bad = next((i.filename for i in infos if _unsafe_member(i.filename)), None)
+        if bad is not None:
+            self._zip.close()
+            raise DataError(f"{path}: member {bad[:200]!r} is not a relative path inside the "
+                            "archive; rule: members are named like cat/0001.png, never "
+                            "absolute or with '..'; fix: re-create the zip from inside its "
+                            "folder (cd folder && zip -r ../data.zip .)")
+        self._sizes = {i.filename: i.file_size for i in infos}
+        names = [i.filename for i in infos]
         self.files = [n for n in names if not n.endswith("/")]
         self.dirs = {n.rstrip("/") for n in names if n.endswith("/")}
 
     def read(self, rel: str) -> bytes:
         """The bytes of one member."""
+        if self._sizes.get(rel, 0) > MAX_IMAGE_BYTES:
+            raise DataError(f"{self.label}:{rel}: member is {self._sizes[rel] / 2**20:.0f} MB "
+                            f"uncompressed; rule: an image file is at most "
+                            f"{MAX_IMAGE_BYTES // 2**20} MB; fix: remove or shrink it")
         try:
             return self._zip.read(rel)
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
+                NotImplementedError) as e:  # NotImplementedError: an unknown compression
             raise DataError(f"{self.label}:{rel}: corrupt zip member ({e}); fix: re-create or "
                             "download the zip again") from e
 
@@ -65,21 +93,77 @@ class _ZipSource:
 
 
 class _DirSource:
-    """Files under a folder."""
+    """Files under a folder. Symbolic links are followed, but a link back to a folder that
+    contains it (a loop), a link to nothing, and an image name that is not a regular file (a
+    FIFO would block the read for ever, a device never ends) are errors naming the path."""
 
     def __init__(self, root: Path):
         self.label = str(root)
         self.root = root
         self.files, self.dirs = [], set()
-        for top, dirnames, filenames in os.walk(root, followlinks=True):
-            rel = Path(top).relative_to(root).as_posix()
-            prefix = "" if rel == "." else rel + "/"
-            self.dirs.update(prefix + d for d in dirnames)
-            self.files.extend(prefix + f for f in filenames)
+        self._walk(root, "", ())
+
+    def _walk(self, folder: Path, prefix: str, ancestors: tuple[tuple[int, int], ...]) -> None:
+        st = self._stat(folder, prefix or ".")
+        here = (st.st_dev, st.st_ino)
+        if here in ancestors:
+            raise DataError(f"{self.label}:{prefix}: a symbolic link leads back to a folder that "
+                            "contains it (a loop); rule: a data folder is a tree; fix: remove "
+                            f"the link {folder}")
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            raise DataError(f"{self.label}:{prefix}: cannot list this folder ({e.strerror}); "
+                            "fix: check its permissions") from None
+        for entry in entries:
+            rel = prefix + entry.name
+            path = Path(entry.path)
+            if stat.S_ISDIR(self._stat(path, rel).st_mode):
+                self.dirs.add(rel)
+                self._walk(path, rel + "/", (*ancestors, here))
+            else:
+                self.files.append(rel)
+
+    def _stat(self, path: Path, rel: str) -> os.stat_result:
+        try:
+            return path.stat()  # follows links
+        except OSError as e:  # ELOOP: links pointing at each other; ENOENT: a dangling link
+            raise DataError(f"{self.label}:{rel}: cannot read this path ({e.strerror}); it is "
+                            "probably a broken or looping symbolic link; fix: remove or repair "
+                            "it") from None
 
     def read(self, rel: str) -> bytes:
-        """The bytes of one file."""
-        return (self.root / rel).read_bytes()
+        """The bytes of one file, which must be a regular file (checked on the open file,
+        without blocking: a FIFO opened plainly would wait for a writer for ever)."""
+        path = self.root / rel
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as e:
+            raise DataError(f"{self.label}:{rel}: cannot open this image ({e.strerror}); fix: "
+                            "check the file and its permissions") from None
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise DataError(f"{self.label}:{rel}: not a regular file (a FIFO, socket or "
+                                "device); rule: images are plain files; fix: remove it or "
+                                "rename it without an image extension")
+            if st.st_size > MAX_IMAGE_BYTES:
+                raise DataError(f"{self.label}:{rel}: file is {st.st_size / 2**20:.0f} MB; rule: "
+                                f"an image file is at most {MAX_IMAGE_BYTES // 2**20} MB; fix: "
+                                "remove or shrink it")
+            try:
+                return f.read()
+            except OSError as e:
+                raise DataError(f"{self.label}:{rel}: cannot read this image ({e.strerror}); "
+                                "fix: check the file") from None
+
+    def check_regular(self, files: list[str]) -> None:
+        """Refuse image names that are not regular files, before anything is decoded."""
+        for rel in files:
+            if not stat.S_ISREG(self._stat(self.root / rel, rel).st_mode):
+                raise DataError(f"{self.label}:{rel}: not a regular file (a FIFO, socket or "
+                                "device); rule: images are plain files; fix: remove it or "
+                                "rename it without an image extension")
 
     def close(self) -> None:
         """Nothing to release."""
@@ -99,6 +183,8 @@ def _layout(source: _ZipSource | _DirSource) -> tuple[list[str], dict[str, list[
     """(classes, {split: [(file, label), ...]}) of a source, checked against the layout."""
     images = sorted(f for f in source.files
                     if _visible(f) and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
+    if isinstance(source, _DirSource):
+        source.check_regular(images)
     if not images:
         raise DataError(f"{source.label}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
                         f"{_LAYOUT}; fix: point data.root at such a folder or zip")

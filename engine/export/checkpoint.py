@@ -67,6 +67,10 @@ LEGACY_FORMAT = "wavesearch.checkpoint/1"  # torch.save dict; read, never writte
 META_KEY = "wavesearch"  # the safetensors metadata key of the JSON document
 PROBE_ATOL = 1e-4  # float32 rounding across processes and thread counts stays far below this
 _REQUIRED = {"family": str, "model_config": dict}
+# The probe input is (2, C, S, S) from the model_config: bounded by what a data set can give
+# (DataConfig resizes to at most 1024 pixels), so an edited config cannot ask for gigabytes.
+MAX_PROBE_SIZE = 1024
+MAX_PROBE_CHANNELS = 16
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default container
 _PICKLE_MAGIC = 0x80  # torch.save(..., _use_new_zipfile_serialization=False)
 
@@ -121,19 +125,28 @@ def _read_safetensors(data: bytes, where: str) -> Checkpoint:
     size = int.from_bytes(data[:8], "little")
     try:
         header = json.loads(data[8:8 + size])
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         raise CheckpointError(f"{where} is damaged: its safetensors header is not JSON; "
                               "export the checkpoint again") from None
-    doc = (header.get("__metadata__") or {}).get(META_KEY)
+    table = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(header, dict) or not isinstance(table or {}, dict):
+        bad = type(header if not isinstance(header, dict) else table).__name__
+        raise CheckpointError(f"{where} is damaged: its safetensors header must map names to "
+                              f"tensors and __metadata__ to strings (got a {bad}); export the "
+                              "checkpoint again")
+    doc = (table or {}).get(META_KEY)
     if doc is None:
         raise CheckpointError(f"{where} is a safetensors file without WaveSearch metadata (bare "
                               "weights cannot rebuild a model); write it with engine export")
     try:
+        if not isinstance(doc, str):
+            raise ValueError(f"metadata {META_KEY!r} is a {type(doc).__name__}, not a string")
         meta = json.loads(doc)
         tensors = load(data)
-    except (ValueError, SafetensorError) as e:
+    except (ValueError, RecursionError, OverflowError, TypeError, RuntimeError,
+            SafetensorError) as e:  # what a crafted header makes safetensors or torch raise
         raise CheckpointError(f"{where} is damaged ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:160]}); export the checkpoint "
+                              f"{(str(e).splitlines() or [''])[0][:160]}); export the checkpoint "
                               "again") from None
     return Checkpoint(meta if isinstance(meta, dict) else {}, tensors)
 
@@ -181,8 +194,40 @@ def parse_checkpoint(data: bytes, where: str = "checkpoint") -> Checkpoint:
     for key, kind in _REQUIRED.items():
         if not isinstance(ckpt.meta.get(key), kind):
             raise CheckpointError(f"{where} is damaged: its metadata has no valid {key!r} "
-                                  f"(got {ckpt.meta.get(key)!r}); export the checkpoint again")
+                                  f"(got {_short(ckpt.meta.get(key))}); export the checkpoint "
+                                  "again")
+    bad = next((k for k, v in ckpt.state_dict.items()
+                if not (isinstance(k, str) and isinstance(v, torch.Tensor))), None)
+    if bad is not None:
+        raise CheckpointError(f"{where} is damaged: its weights must map names to tensors (got "
+                              f"{_short(bad)}: {type(ckpt.state_dict[bad]).__name__}); export "
+                              "the checkpoint again")
+    _check_probe_logits(ckpt.meta.get("probe_logits"), where)
     return ckpt
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a crafted value must not flood a message)."""
+    text = repr(value) if not isinstance(value, (dict, list)) or len(value) < 50 else \
+        f"<{type(value).__name__} of {len(value)}>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _check_probe_logits(logits: Any, where: str) -> None:
+    """Probe logits, when present, are a (2, classes) table of numbers: two rows of equal
+    length (their width is checked against the model's classes before the probe runs)."""
+    if logits is None or logits == []:
+        return  # none recorded: load_model refuses it unless verify=False
+    rows = logits if isinstance(logits, list) else None
+    if not (rows and len(rows) == 2 and all(isinstance(r, list) and r and len(r) == len(rows[0])
+                                            and all(_is_real(x) for x in r) for r in rows)):
+        raise CheckpointError(f"{where} is damaged: probe_logits must be two equal rows of "
+                              f"numbers, one logit per class (got {_short(logits)}); export the "
+                              "checkpoint again")
 
 
 def _few(keys: list[str]) -> str:
@@ -190,9 +235,9 @@ def _few(keys: list[str]) -> str:
     return f"{len(keys)} ({shown}{', ...' if len(keys) > 3 else ''})"
 
 
-def _fit_weights(model: nn.Module, ckpt: Checkpoint, where: str) -> None:
-    """Load the weights, refusing (with the keys named) any that do not fit the model."""
-    expected = model.state_dict()
+def _check_fit(expected: Mapping[str, torch.Tensor], ckpt: Checkpoint, where: str) -> None:
+    """Refuse (with the keys named) weights that do not fit the model whose state dict (on any
+    device, the meta device included) is ``expected``."""
     state = ckpt.state_dict
     missing = [k for k in expected if k not in state]
     extra = [k for k in state if k not in expected]
@@ -205,7 +250,21 @@ def _fit_weights(model: nn.Module, ckpt: Checkpoint, where: str) -> None:
         raise CheckpointError(f"{where}: the weights do not fit its {ckpt['family']} "
                               f"model_config: {'; '.join(problems)}; the file was damaged or "
                               "edited, export it again")
-    model.load_state_dict(state)
+
+
+def _build(ckpt: Checkpoint, where: str, device: str) -> nn.Module:
+    """The model of ``ckpt``'s family and config, built on ``device``."""
+    from engine.models import create_model
+
+    try:
+        with torch.device(device):
+            return create_model(ckpt["family"], **ckpt["model_config"])
+    except (WaveSearchError, TypeError, ValueError, RuntimeError, OverflowError,
+            ZeroDivisionError, IndexError, KeyError) as e:  # a crafted config, said in one line
+        raise CheckpointError(f"{where}: its model_config does not build a model "
+                              f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}); "
+                              "the file was edited or written by another version, export it "
+                              "again") from None
 
 
 def _verify_probe(model: nn.Module, ckpt: Checkpoint, where: str) -> None:
@@ -215,20 +274,39 @@ def _verify_probe(model: nn.Module, ckpt: Checkpoint, where: str) -> None:
         raise CheckpointError(f"{where} carries no probe logits, so nothing proves it rebuilds "
                               "the trained model; export it again, or load it unchecked with "
                               "load_model(path, verify=False)")
+    _check_probe_logits(expected, where)
     cfg = ckpt["model_config"]
     channels, size = cfg.get("in_channels"), cfg.get("image_size")
     if not (isinstance(channels, int) and isinstance(size, int)):
         raise CheckpointError(f"{where}: its model_config lacks in_channels/image_size (got "
-                              f"{channels!r}/{size!r}), which the probe needs; export it again")
-    with torch.no_grad():
-        got = model(probe_input(channels, size))
+                              f"{_short(channels)}/{_short(size)}), which the probe needs; "
+                              "export it again")
+    if not (1 <= size <= MAX_PROBE_SIZE and 1 <= channels <= MAX_PROBE_CHANNELS):
+        raise CheckpointError(f"{where}: its model_config asks for a {channels}x{size}x{size} "
+                              f"probe, beyond any data set (at most {MAX_PROBE_CHANNELS} "
+                              f"channels, {MAX_PROBE_SIZE} pixels); the file was edited, export "
+                              "it again")
+    classes = cfg.get("num_classes")
+    if len(expected[0]) != classes:
+        raise CheckpointError(f"{where}: its probe_logits hold {len(expected[0])} logits per "
+                              f"row but its model_config has num_classes {_short(classes)}; the "
+                              "file was edited, export it again")
+    try:
+        with torch.no_grad():
+            got = model(probe_input(channels, size))
+    except (RuntimeError, ValueError, IndexError) as e:  # e.g. an image_size edited too small
+        raise CheckpointError(f"{where}: its model does not run on its own {channels}x{size}x"
+                              f"{size} probe ({type(e).__name__}: "
+                              f"{(str(e).splitlines() or [''])[0][:160]}); the file was edited, "
+                              "export it again") from None
     want = torch.tensor(expected, dtype=got.dtype)
     diff = ((got - want).abs().max().item() if want.shape == got.shape else math.inf)
     if not diff <= PROBE_ATOL:  # NaN logits fail too
         raise CheckpointError(
             f"{where}: the rebuilt {ckpt['family']} model does not reproduce the trained model's "
             f"logits (max difference {diff:.2e} > {PROBE_ATOL:g}); the weights were changed "
-            f"or the file was written by an incompatible version ({ckpt.get('versions')}); "
+            f"or the file was written by an incompatible version "
+            f"({_short(ckpt.get('versions'), 200)}); "
             "export it again")
 
 
@@ -244,15 +322,11 @@ def rebuild(ckpt: Checkpoint, *, where: str = "checkpoint", verify: bool = True)
         CheckpointError: the config does not build a model, the weights do not fit it, or the
             rebuilt model does not reproduce the probe logits.
     """
-    from engine.models import create_model
-
-    try:
-        model = create_model(ckpt["family"], **ckpt["model_config"])
-    except (WaveSearchError, TypeError) as e:
-        raise CheckpointError(f"{where}: its model_config does not build a model ({e}); the "
-                              "file was edited or written by another version, export it "
-                              "again") from None
-    _fit_weights(model, ckpt, where)
+    # Shapes first, on the meta device (no memory): a config edited to a huge model is
+    # refused against the stored tensors before any of it is allocated.
+    _check_fit(_build(ckpt, where, "meta").state_dict(), ckpt, where)
+    model = _build(ckpt, where, "cpu")
+    model.load_state_dict(ckpt.state_dict)
     model.eval()
     if verify:
         _verify_probe(model, ckpt, where)

@@ -9,17 +9,24 @@ the cluster has would wait forever, so such requests are refused up front.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Callable
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import ResourceError
 from engine.protocol import Assignment
+from engine.search import reaper
 
 __all__ = ["GPU_MEM", "HardwarePlan", "check_resources", "cluster_gpus", "largest_node_offer",
-           "plan_hardware", "start_ray", "stop_ray", "trial_resources"]
+           "bind_to_loopback", "check_address", "plan_hardware", "precheck",
+           "require_token_auth", "start_ray", "stop_ray",
+           "trial_resources"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,82 @@ def plan_hardware(gpus: float | str, *, devices: float,
                         f"each trial takes {gpus:g} GPU(s) (resources.gpus)")
 
 GPU_MEM = "gpu_mem_mb"  # custom Ray resource: MiB of GPU memory a node offers / a trial needs
+ADDRESS_TIMEOUT_S = 5.0  # a Ray head that does not accept a connection in this long is not there
+# What an HTTP/2 client sends first; a gRPC server (Ray's GCS) answers with a SETTINGS frame.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_H2_SETTINGS = 4
+
+
+def precheck(address: str | None, cpus: float, gpus: float | str) -> None:
+    """What can be checked before a search writes anything: that a cluster address answers
+    as a Ray head, and that a local Ray could ever give one trial its CPUs and GPUs (a
+    joined cluster's resources are checked once joined: :func:`check_resources`).
+
+    Raises:
+        ResourceError: naming the address or the setting, and the fix.
+    """
+    if address:
+        check_address(address)
+        return
+    have = os.cpu_count() or 1
+    if cpus > have:
+        raise ResourceError(f"resources.cpus = {cpus:g} per trial, but this machine has {have} "
+                            "CPUs, so the trial would wait forever; lower resources.cpus")
+    if gpus != "auto" and float(gpus) > 0:
+        import torch
+
+        devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if float(gpus) > devices:
+            raise ResourceError(f"resources.gpus = {float(gpus)} per trial, but this machine has "
+                                f"{devices} GPUs, so the trial would wait forever; set "
+                                "resources.gpus: auto (or 0), or run on a machine with GPUs")
+
+
+def _split_address(address: str) -> tuple[str, int] | None:
+    """(host, port) of ``host:port`` or ``[v6]:port``; None for what is not that form."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def check_address(address: str, timeout_s: float = ADDRESS_TIMEOUT_S) -> None:
+    """Refuse a ``--ray-address`` that nothing answers as a Ray head within ``timeout_s``
+    (``ray.init`` would retry for minutes). ``auto`` and ``ray://`` addresses are Ray's to
+    resolve and are not checked.
+
+    Raises:
+        ResourceError: naming the address, what happened and the fix.
+    """
+    if address == "auto" or address.startswith("ray://"):
+        return
+    fix = ("fix: give the address `ray start --head` printed (HEAD_IP:6379), check that the "
+           "head is running and reachable, or leave out --ray-address to start a local Ray")
+    parts = _split_address(address)
+    if parts is None or not parts[0] or not 0 < parts[1] < 65536:
+        raise ResourceError(f"--ray-address {address!r} is not HOST:PORT; {fix}")
+    try:
+        with socket.create_connection(parts, timeout=timeout_s) as conn:
+            conn.settimeout(timeout_s)
+            conn.sendall(_H2_PREFACE)
+            frame = conn.recv(9)
+    except (OSError, ValueError) as e:  # refused, unreachable, timed out, unknown host
+        why = "no answer" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        raise ResourceError(f"--ray-address {address}: nothing answers there ({why} within "
+                            f"{timeout_s:g} s); {fix}") from None
+    if len(frame) < 4 or frame[3] != _H2_SETTINGS:
+        raise ResourceError(f"--ray-address {address}: something answers there, but not a Ray "
+                            f"head (its GCS speaks gRPC); {fix}")
+    # An HTTP/2 server answers: ask it for the cluster id as Ray would (quick, now that we
+    # know it answers; a proxy or another gRPC service says so at once).
+    from ray._raylet import GcsClient
+
+    try:
+        GcsClient(address=address)
+    except Exception as e:  # Ray's RpcError and friends, from its C++ client
+        raise ResourceError(f"--ray-address {address}: no Ray head answers there "
+                            f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}); "
+                            f"{fix}") from None
 
 
 def start_ray(address: str | None, *, object_store_bytes: int) -> bool:
@@ -99,21 +182,80 @@ def start_ray(address: str | None, *, object_store_bytes: int) -> bool:
         return False
     # ERROR: Ray's warnings (e.g. that token authentication is on, which it is by design)
     # would drown the search's own one-line messages.
-    if address:
-        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
-        return True
-    ray.init(address="local", num_cpus=max(1, os.cpu_count() or 1), include_dashboard=False,
-             log_to_driver=False, logging_level="ERROR", resources=_local_gpu_memory(),
-             object_store_memory=max(128 * 2**20, object_store_bytes))
+    if not address or _is_loopback(address):
+        bind_to_loopback()
+    with _keep_sigterm_handler():
+        if address:
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+            return True
+        require_token_auth()
+        before = reaper.children(os.getpid())
+        ray.init(address="local", num_cpus=max(1, os.cpu_count() or 1), include_dashboard=False,
+                 log_to_driver=False, logging_level="ERROR", resources=_local_gpu_memory(),
+                 object_store_memory=max(128 * 2**20, object_store_bytes))
+    reaper.start(reaper.children(os.getpid()) - before)
     return True
 
 
+# Ray's single-machine mode, the one it uses on macOS and Windows: the node's IP is 127.0.0.1.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def bind_to_loopback() -> None:
+    """Make the Ray this process starts (or joins on 127.0.0.1) listen on loopback only.
+
+    On Linux Ray takes the LAN address as the node IP, and its gRPC servers (GCS, raylet,
+    driver, workers) listen on every interface, the runtime-env agent on the LAN address;
+    ``_node_ip_address="127.0.0.1"`` alone is rewritten to the LAN address by ``ray.init``.
+    Ray's single-machine mode (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) keeps 127.0.0.1 as
+    the node IP, and then every one of them binds 127.0.0.1 (measured with Ray 2.60). The
+    variable is set for the processes Ray starts, and Ray's constant for this process, which
+    may have read it when ray was first imported.
+    """
+    os.environ[LOOPBACK_ENV] = "0"
+    import ray._private.ray_constants as ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def require_token_auth() -> None:
+    """Token authentication for the local Ray, always: Ray's default for a new local cluster,
+    unless the environment switched it off (``RAY_AUTH_MODE=disabled``). Set for the processes
+    Ray starts, and Ray's configuration re-read for this one (as Ray does when it turns the
+    default on), since it was read when ray was first imported."""
+    os.environ["RAY_AUTH_MODE"] = "token"
+    from ray._raylet import Config
+
+    Config.initialize("")
+
+
+def _is_loopback(address: str) -> bool:
+    parts = _split_address(address)
+    return parts is not None and (parts[0] in ("localhost", "::1") or parts[0].startswith("127."))
+
+
+@contextlib.contextmanager
+def _keep_sigterm_handler() -> Iterator[None]:
+    """Put the process's SIGTERM handler back after ``ray.init``, which replaces it with
+    ``sys.exit`` (and its C++ core adds a handler that dumps a stack trace and aborts): the
+    ``engine search`` command stops on SIGTERM as on Ctrl-C, through its own handler."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: set outside Python, nothing to put back
+            signal.signal(signal.SIGTERM, previous)
+
+
 def stop_ray(started: bool) -> None:
-    """Shut down the Ray this process started (its own processes only); a joined one stays."""
+    """Shut down the Ray this process started (its own processes only); a joined one stays.
+    Then the reaper is released: what ``ray.shutdown`` left running, it stops."""
     if started:
         import ray
 
         ray.shutdown()
+        reaper.stop()
 
 
 def _local_gpu_memory() -> dict[str, float]:

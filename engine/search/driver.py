@@ -67,11 +67,15 @@ def run_search(spec: SearchSpec, *, storage_url: str | None = None, n_trials: in
                           "search.n_trials")
     # load
     url = check_search_storage(storage_url or spec.study.storage)  # absolute: workers run elsewhere
+    from engine.search import cluster
+
+    # A cluster address nothing answers, or resources no local Ray can give: refused now.
+    cluster.precheck(ray_address, spec.resources.cpus, spec.resources.gpus)
     # Download or check the data before anything is written: a missing or unreachable data
     # set stops the run with no database created.
     prepare_data(spec.data, progress)
+    data = load_data(spec.data)  # decoded before the first write: a bad image writes nothing
     prepare_database(url)  # every table, once, before Ray
-    data = load_data(spec.data)
     progress(f"data: {spec.data.dataset} train={len(data.train_y)} val={len(data.val_y)} "
              f"{data.in_channels}x{data.image_size}x{data.image_size}, {data.num_classes} classes")
     # prepare
