@@ -96,7 +96,9 @@ def _front(points: list[tuple[float, float]], cap: float) -> list[tuple[float, f
     """The feasible (memory / cap, accuracy) staircase: memory ascending, each point raising
     the accuracy of those before it."""
     front, best = [], -1.0
-    for mem, acc in sorted(p for p in points if p[0] <= cap):
+    # At equal memory the most accurate point comes first, so a dominated point at the same
+    # memory never joins (it would set the nadir's accuracy corner: the tie bug of issue 20).
+    for mem, acc in sorted((p for p in points if p[0] <= cap), key=lambda p: (p[0], -p[1])):
         if acc > best:
             front.append((mem / cap, acc))
             best = acc

@@ -208,7 +208,7 @@ class CostAwareSampler(BaseSampler):
         candidate (random recipe too) in the least-tried memory stratum, not the model's
         choice. The model can be confidently wrong: early trials confound an architecture with
         the recipe it happened to get, and expected improvement then never revisits it (measured
-        on CIFAR, docs/BENCHMARKS.md 6.6); interleaved random picks keep correcting it."""
+        on CIFAR, docs/BENCHMARKS.md 6.1); interleaved random picks keep correcting it."""
         return self.explore_every > 0 and k % self.explore_every == self.explore_every - 1
 
     def _pool(self, ev: Evidence, rng: np.random.Generator) -> list[Candidate]:
@@ -228,7 +228,7 @@ class CostAwareSampler(BaseSampler):
         # The recipes (lr, switch epoch, ...) of the most accurate trials, carried to the
         # front's architectures and to fresh ones. Memory is the architecture's, while much of
         # the accuracy is the recipe's: a front member trained with a poor recipe sits low
-        # (measured on CIFAR, docs/BENCHMARKS.md 6.6), and a random draw pairs each new
+        # (measured on CIFAR, docs/BENCHMARKS.md 6.1), and a random draw pairs each new
         # architecture with a random recipe. The model then scores these like any candidate.
         for recipe in ev.best_recipes(self.n_recipes):
             for params in front:
