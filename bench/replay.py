@@ -16,6 +16,7 @@ the hypervolume of the table's true front (every trained feasible configuration'
 accuracy over its seeds).
 
     .venv/bin/python bench/replay.py --seeds 50 --arms random+fifo default+fifo --out r.json
+    .venv/bin/python bench/replay.py --report r.json
 """
 
 from __future__ import annotations
@@ -296,16 +297,83 @@ def _test_hv_of_val_front(done: list[tuple[int, float, float, float]], cap: floa
     return hypervolume(front, cap)
 
 
+# -- the report ---------------------------------------------------------------------------------
+BASELINE = "random+fifo"
+OPTUNA_SAMPLERS = ("tpe", "nsga2", "gp")
+
+
+def paired(a: list[float], b: list[float], *, n_boot: int = 10_000) -> dict:
+    """``a`` against ``b`` seed by seed: median ratio, its bootstrap 90% interval (resampling
+    seeds, fixed seed), and the two-sided Wilcoxon signed-rank p of the differences."""
+    from scipy.stats import wilcoxon
+
+    ratios = np.array([x / y for x, y in zip(a, b, strict=True) if y > 0])
+    rng = np.random.default_rng(0)
+    boot = np.median(rng.choice(ratios, size=(n_boot, len(ratios))), axis=1)
+    diffs = np.array(a) - np.array(b)
+    p = float(wilcoxon(diffs).pvalue) if np.any(diffs != 0) else 1.0
+    return {"median_ratio": float(np.median(ratios)),
+            "ci90": (float(np.quantile(boot, 0.05)), float(np.quantile(boot, 0.95))),
+            "wilcoxon_p": p, "wins": int(np.sum(diffs > 0)), "n": len(diffs)}
+
+
+def report(docs: list[dict]) -> str:
+    """Markdown tables of saved replays: every arm's shares, then each arm against random and
+    against the best of Optuna's samplers, paired by seed."""
+    runs = [r for d in docs for r in d["runs"]]
+    groups: dict[tuple[str, int], dict[int, dict]] = {}
+    for r in runs:
+        groups.setdefault((r["arm"], r["workers"]), {})[r["seed"]] = r
+    lines = ["| arm | workers | seeds | share 48 | share 96 | share 192 | epochs to 95% |",
+             "|---|---|---|---|---|---|---|"]
+    for (arm, w), by_seed in sorted(groups.items()):
+        rs = list(by_seed.values())
+        med = {h: float(np.median([r["share"][h] for r in rs])) for h in ("48", "96", "192")}
+        reached = [r["epochs_to_95"] for r in rs if r["epochs_to_95"] is not None]
+        e95 = (f"{np.median(reached):.0f} ({len(reached)} of {len(rs)})" if reached
+               else f">{HORIZONS[-1]} (0 of {len(rs)})")
+        lines.append(f"| {arm} | {w} | {len(rs)} | {med['48']:.3f} | {med['96']:.3f} | "
+                     f"{med['192']:.3f} | {e95} |")
+    lines += ["", "| arm | workers | against | epochs | median ratio | 90% interval | "
+              "Wilcoxon p | wins |", "|---|---|---|---|---|---|---|---|"]
+    for (arm, w), by_seed in sorted(groups.items()):
+        rivals = [BASELINE]
+        optuna_arms = [(a, s) for (a, ww), s in groups.items()
+                       if ww == w and a.split("+")[0] in OPTUNA_SAMPLERS]
+        if optuna_arms:
+            best = max(optuna_arms, key=lambda x: np.median([r["share"]["192"]
+                                                             for r in x[1].values()]))
+            rivals.append(best[0])
+        for rival in rivals:
+            other = groups.get((rival, w))
+            if other is None or rival == arm:
+                continue
+            seeds = sorted(set(by_seed) & set(other))
+            for h in ("96", "192"):
+                st = paired([by_seed[k]["share"][h] for k in seeds],
+                            [other[k]["share"][h] for k in seeds])
+                lines.append(f"| {arm} | {w} | {rival} | {h} | {st['median_ratio']:.3f}x | "
+                             f"{st['ci90'][0]:.3f}-{st['ci90'][1]:.3f} | "
+                             f"{st['wilcoxon_p']:.2g} | {st['wins']} of {st['n']} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=50, help="seeds 0..N-1 per arm")
-    ap.add_argument("--arms", nargs="+", required=True,
+    ap.add_argument("--report", nargs="+", metavar="FILE", help="print saved replays' tables")
+    ap.add_argument("--arms", nargs="+",
                     help="SAMPLER+SCHEDULER: random, tpe, nsga2, gp, cost_aware, "
                          "cost_aware.hedged or default; fifo or pareto_asha")
     ap.add_argument("--workers", type=int, nargs="+", default=[2])
     ap.add_argument("--table", default=str(TABLE))
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out")
     args = ap.parse_args()
+    if args.report:
+        print(report([json.loads(Path(f).read_text()) for f in args.report]))
+        return
+    if not args.arms or not args.out:
+        ap.error("--arms and --out are required to replay (or --report FILE to print)")
     table = Table.load(Path(args.table))
     runs = []
     warnings.simplefilter("ignore")

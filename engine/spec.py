@@ -74,7 +74,7 @@ class StudySpec(_Frozen):
 
 
 Metric = Literal[METRICS]
-# The registries (engine/search/sampling.py) hold one builder per name; a test checks they agree.
+# The registries (engine/samplers/registry.py) hold one builder per name; a test checks they agree.
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "cost_aware")
 SCHEDULERS = ("fifo", "asha", "pareto_asha")
 

@@ -83,3 +83,16 @@ def test_a_replayed_search_spends_its_epochs_and_scores_a_share(table, arm):
     assert r["finished"] >= 192 // EPOCHS // 2  # pruned trials spend epochs too
     again = replay(table, arm, 0, workers=2)
     assert again == r  # a seed replays exactly
+
+
+def test_the_report_pairs_arms_by_seed():
+    from bench.replay import paired, report
+
+    st = paired([0.6, 0.7, 0.8, 0.9], [0.5, 0.5, 0.5, 0.5])
+    assert st["wins"] == 4 and st["n"] == 4 and st["median_ratio"] == pytest.approx(1.5)
+    assert st["ci90"][0] <= st["median_ratio"] <= st["ci90"][1]
+    runs = [{"arm": arm, "seed": k, "workers": 2, "epochs_to_95": None,
+             "share": {h: share + 0.01 * k for h in ("48", "96", "192")}}
+            for k in range(6) for arm, share in (("random+fifo", 0.5), ("tpe+fifo", 0.6))]
+    text = report([{"runs": runs}])
+    assert "| tpe+fifo | 2 | random+fifo | 192 |" in text and "6 of 6" in text
