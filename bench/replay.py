@@ -139,9 +139,12 @@ def hypervolume(points: list[tuple[float, float]], cap: float) -> float:
 
 # -- the arms ----------------------------------------------------------------------------------
 HEDGED = {"transfer_recipes": 2, "stratified_recipes": True, "explore_every": 4}
+SOURCE_CAP_MB = 90.0  # warm start: the finished study it learns from ran at this cap
 SAMPLER_ARMS = {"random": ("random", {}), "tpe": ("tpe", {}), "nsga2": ("nsga2", {}),
                 "gp": ("gp", {}),
-                "cost_aware": ("cost_aware", {}), "cost_aware.hedged": ("cost_aware", HEDGED)}
+                "cost_aware": ("cost_aware", {}), "cost_aware.hedged": ("cost_aware", HEDGED),
+                # a new cap, the model seeded by a finished search of the same space at 90 MB
+                "cost_aware.warm": ("cost_aware", {"warm_start": "source"})}
 
 
 def arm_spec(arm: str, seed: int, cap: float) -> SearchSpec:
@@ -200,9 +203,14 @@ def _params(cfg) -> dict:
 
 
 # -- one replayed search ---------------------------------------------------------------------
-def replay(table: Table, arm: str, seed: int, *, workers: int, cap: float = CAP_MB) -> dict:
+def replay(table: Table, arm: str, seed: int, *, workers: int, cap: float = CAP_MB,
+           storage: optuna.storages.BaseStorage | None = None) -> dict:
     """One search of ``arm`` with ``workers`` simulated workers; its share of the true
-    front's hypervolume at each horizon, and the epochs it took to reach 95% of it."""
+    front's hypervolume at each horizon, and the epochs it took to reach 95% of it.
+
+    A ``cost_aware.warm`` arm first runs the cost-aware search of the same seed at
+    ``SOURCE_CAP_MB`` (study ``source``) in the same in-memory storage; only the second search,
+    at ``cap``, is scored (its epochs do not include the source's)."""
     from engine.samplers.registry import make_sampler, make_scheduler
     from engine.search.bridge import OptunaBridge
     from engine.search.budget import SearchBudget
@@ -212,8 +220,14 @@ def replay(table: Table, arm: str, seed: int, *, workers: int, cap: float = CAP_
 
     spec = arm_spec(arm, seed, cap)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.create_study(directions=spec.directions, sampler=make_sampler(spec))
-    write_study(study, objectives=list(spec.objective_names),
+    storage = storage or optuna.storages.InMemoryStorage()
+    if spec.search.cost_aware.warm_start is not None:
+        replay(table, "cost_aware+" + arm.split("+")[1], seed, workers=workers,
+               cap=SOURCE_CAP_MB, storage=storage)
+    name = "source" if cap == SOURCE_CAP_MB else spec.study.name
+    study = optuna.create_study(study_name=name, storage=storage, directions=spec.directions,
+                                sampler=make_sampler(spec))
+    write_study(study, objectives=list(spec.objective_names), spec=spec.model_dump(mode="json"),
                 constraints=spec.constraints.model_dump())
     screen = TableScreen(table, spec.constraints)
     space = SearchSpace(spec)

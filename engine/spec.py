@@ -104,6 +104,12 @@ class CostAwareSpec(_Frozen):
     # The training parameters of the k most accurate trials are also tried on the front's
     # architectures and on fresh ones (the model scores them like any candidate).
     transfer_recipes: int = Field(0, ge=0, le=8, description="best recipes carried to other architectures")
+    # Warm start: the accuracy model also learns from a finished study of the same space in the
+    # same storage (run at another cap or data size); that study's trials never join this
+    # one's front, and the start-up is skipped once the two together have enough trials.
+    warm_start: str | None = Field(None, min_length=1, max_length=200,
+                                   pattern=r"^[A-Za-z0-9_.\-]+$",
+                                   description="study whose trials seed the accuracy model")
 
 
 class SearchSettings(_Frozen):

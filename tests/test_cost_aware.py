@@ -196,12 +196,12 @@ class StubScreen:
 
 
 def _search(sampler, spec: SearchSpec, n_trained: int, screen: StubScreen | None = None,
-            prune_below: float | None = None) -> optuna.Study:
+            prune_below: float | None = None, study: optuna.Study | None = None) -> optuna.Study:
     """``n_trained`` trained trials the way the bridge runs them: screened, over-cap ones told
     infeasible and not counted; every epoch written as an intermediate value; with
     ``prune_below``, a trial under that accuracy after 2 epochs is PRUNED there."""
     space, screen = SearchSpace(spec), screen or StubScreen()
-    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    study = study or optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
     trained = 0
     while trained < n_trained:
         trial = study.ask()
@@ -574,3 +574,47 @@ def test_transferred_recipes_put_the_best_trials_settings_on_the_fronts_architec
     # Without the setting (a sampler that never screened them), those crosses are not offered.
     plain = {c.key for c in _cost_aware(_spec(1))._pool(ev, np.random.default_rng(0))}
     assert not any(candidate_key(p) in plain for p in crossed)
+
+
+def test_a_warm_start_must_name_a_study_of_the_same_space(tmp_path):
+    from engine.errors import StorageError
+    from engine.search.driver import check_warm_start
+    from storage import open_storage, prepare_database, write_study
+
+    url = f"sqlite:///{tmp_path / 'warm.db'}"
+    prepare_database(url)
+    spec = _spec(0, cost_aware={"warm_start": "old"})
+    study = optuna.create_study(study_name=spec.study.name, storage=open_storage(url),
+                                directions=spec.directions)
+    with pytest.raises(StorageError, match="no study named 'old'.*" + spec.study.name):
+        check_warm_start(study, spec, "old")
+    with pytest.raises(StorageError, match="names this study"):
+        check_warm_start(study, spec, spec.study.name)
+    old = optuna.create_study(study_name="old", storage=open_storage(url),
+                              directions=spec.directions)
+    other = _spec(0).model_dump(mode="json")
+    other["train"]["epochs"] += 1
+    write_study(old, spec=other)
+    with pytest.raises(StorageError, match="train sections differ"):
+        check_warm_start(study, spec, "old")
+    write_study(old, spec=_spec(0).model_dump(mode="json"))
+    check_warm_start(study, spec, "old")  # the same space: accepted
+
+
+def test_a_warm_started_sampler_models_from_the_first_trial():
+    # No start-up: the finished study's trials already fit the model.
+    spec = _spec(0)
+    storage = optuna.storages.InMemoryStorage()
+    source = optuna.create_study(study_name="old", storage=storage, directions=spec.directions,
+                                 sampler=_cost_aware(spec))
+    _search(source.sampler, spec, 8, study=source)
+    warm = _cost_aware(_spec(1, cost_aware={"warm_start": "old"}))
+    study = optuna.create_study(study_name="new", storage=storage, directions=spec.directions,
+                                sampler=warm)
+    SearchSpace(spec).suggest(study.ask())
+    assert study.trials[0].system_attrs["cost_aware:info"]["phase"] == "ehvi"
+    cold = _cost_aware(_spec(1))
+    fresh = optuna.create_study(study_name="cold", storage=storage, directions=spec.directions,
+                                sampler=cold)
+    SearchSpace(spec).suggest(fresh.ask())
+    assert fresh.trials[0].system_attrs["cost_aware:info"]["phase"] == "startup"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -74,6 +75,8 @@ class CostAwareSampler(BaseSampler):
             candidate in the least-tried memory stratum (0: never).
         stratified_recipes: The start-up's training parameters form a Latin hypercube
             (:meth:`CandidateDrawer.recipes`) instead of random draws.
+        warm_start: A finished study of the same space in the same storage whose trained
+            trials the accuracy model also learns from (never this study's front).
 
     Without :meth:`attach`, costs are unknown and the sampler picks at random among its pool.
     """
@@ -82,7 +85,7 @@ class CostAwareSampler(BaseSampler):
                  caps: CapsConfig | None = None, epochs: int = 1, n_startup: int = 4,
                  seed: int | None = None, pool_size: int = 24, max_screens: int = 4,
                  n_recipes: int = 0, explore_every: int = 0,
-                 stratified_recipes: bool = False):
+                 stratified_recipes: bool = False, warm_start: str | None = None):
         self.space = space
         self.goals = Goals.of(objectives)
         self.caps = caps or CapsConfig()
@@ -94,6 +97,8 @@ class CostAwareSampler(BaseSampler):
         self.n_recipes = n_recipes
         self.explore_every = explore_every
         self.stratified_recipes = stratified_recipes
+        self.warm_start = warm_start
+        self._prior: Evidence | None = None  # the warm-start study, read once
         self._startup_recipes: list[dict[str, Any]] | None = None
         self.drawer = CandidateDrawer(space)
         self.encoder = ParamEncoder(self.drawer.distributions)
@@ -112,7 +117,7 @@ class CostAwareSampler(BaseSampler):
                    caps=spec.constraints, epochs=spec.train.epochs,
                    n_startup=max(4, spec.planned_trials // 4), seed=spec.search.seed,
                    n_recipes=tuning.transfer_recipes, explore_every=tuning.explore_every,
-                   stratified_recipes=tuning.stratified_recipes)
+                   stratified_recipes=tuning.stratified_recipes, warm_start=tuning.warm_start)
 
     def attach(self, screen: Screen, *, param_count: Callable[[TrialConfig], int] | None = None
                ) -> None:
@@ -175,7 +180,9 @@ class CostAwareSampler(BaseSampler):
         rng = np.random.default_rng([self.seed, number])
         ev = read_study(read_trials(study), self.goals, self.epochs, self.oracle,
                         exclude=number)
-        modelled = ev.n_trained >= self.n_startup and self.goals.accuracy is not None
+        prior = self._prior_evidence(study)
+        modelled = (ev.n_trained + len(prior.trained) >= self.n_startup
+                    and self.goals.accuracy is not None)
         explore = modelled and self._explores(ev.n_trained - self.n_startup)
         if explore:
             pool = self._unseen(ev, self.drawer.draw(self.pool_size, int(rng.integers(2**31))))
@@ -189,13 +196,27 @@ class CostAwareSampler(BaseSampler):
             return None, "random"
         if not self.oracle.can_screen and self.oracle.param_count is None:
             return pool[int(rng.integers(len(pool)))], "random"
-        self.oracle.fit_memory(self.encoder, ev.memory_rows)
-        fitted = self._fit_model(ev, pool) if modelled and not explore else None
+        self.oracle.fit_memory(self.encoder, ev.memory_rows + prior.memory_rows)
+        learnt = replace(ev, trained=ev.trained + prior.trained)  # the front stays this study's
+        fitted = self._fit_model(learnt, pool) if modelled and not explore else None
         if fitted is None:
             pick = spread_pick(pool, ev.spread_costs(self.oracle), self.oracle,
                                n_strata=max(1, self.n_startup), budget=self.max_screens, rng=rng)
             return pick, "explore" if explore else "startup"
         return self._best(pool, ev, *fitted), "ehvi"
+
+    def _prior_evidence(self, study: optuna.Study) -> Evidence:
+        """The warm-start study's trained trials (numbered below zero, so this study's own come
+        first in the model), read once; empty without a warm start."""
+        if self.warm_start is None:
+            return Evidence()
+        if self._prior is None:
+            other = optuna.load_study(study_name=self.warm_start,
+                                      storage=optuna_api.storage(study))
+            ev = read_study(read_trials(other), self.goals, self.epochs, self.oracle)
+            self._prior = Evidence(trained=[replace(o, number=-1 - o.number) for o in ev.trained],
+                                   memory_rows=ev.memory_rows)
+        return self._prior
 
     def _recipes(self) -> list[dict[str, Any]]:
         """The start-up's training recipes, one per start-up trial (a Latin hypercube)."""

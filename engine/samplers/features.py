@@ -80,7 +80,8 @@ class Front:
             scales.append((metric, float(cap)))
         pts = [p for p in ev.front if all(m in p.costs for m, _ in scales)]
         acc = np.array([p.score for p in pts])
-        costs = np.array([[p.costs[m] / s for m, s in scales] for p in pts]).reshape(len(pts), -1)
+        costs = np.array([[p.costs[m] / s for m, s in scales] for p in pts]).reshape(len(pts),
+                                                                                   len(scales))
         keep = pareto_mask(acc, costs) if len(pts) else np.zeros(0, bool)
         return cls(acc[keep], costs[keep], tuple(scales))
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import optuna
 
 from engine.data import DataBundle, load_data, prepare_data
-from engine.errors import ConfigError, ResourceError
+from engine.errors import ConfigError, ResourceError, StorageError
 from engine.search.budget import SearchBudget, finished_trials
 from engine.search.study import prepare_study
 from engine.spec import SearchSpec
@@ -215,6 +215,8 @@ def prepare_sampler(study: optuna.Study, spec: SearchSpec, space, screen, url: s
 
     if isinstance(study.sampler, CostAwareSampler):
         study.sampler.attach(screen, param_count=screen.param_count)
+        if study.sampler.warm_start is not None:
+            check_warm_start(study, spec, study.sampler.warm_start)
         return
     if spec.search.sampler == "random":
         return
@@ -227,6 +229,32 @@ def prepare_sampler(study: optuna.Study, spec: SearchSpec, space, screen, url: s
             study.enqueue_trial(params)
     progress(f"start-up design: {len(design)} candidates under the caps, spread over the "
              "predicted memory range")
+
+
+def check_warm_start(study: optuna.Study, spec: SearchSpec, name: str) -> None:
+    """Refuse a warm start from a study that is not there or searched another space.
+
+    Raises:
+        StorageError: no such study in this storage, or its model and training sections differ.
+    """
+    from storage import StudyRecord, optuna_api
+
+    if name == spec.study.name:
+        raise StorageError(f"search.cost_aware.warm_start names this study ({name!r}); name a "
+                           "finished study of the same space")
+    try:
+        other = optuna.load_study(study_name=name, storage=optuna_api.storage(study))
+    except KeyError:
+        names = [s.study_name for s in optuna_api.storage(study).get_all_studies()]
+        raise StorageError(f"search.cost_aware.warm_start: no study named {name!r} in this "
+                           f"storage; studies there: {', '.join(sorted(names)) or 'none'}") from None
+    theirs = StudyRecord.read(other).spec or {}
+    ours = spec.model_dump(mode="json")
+    differ = [k for k in ("model", "train") if theirs.get(k) != ours.get(k)]
+    if differ:
+        raise StorageError(f"search.cost_aware.warm_start: study {name!r} searched another space "
+                           f"(its {' and '.join(differ)} sections differ); warm-start from a study "
+                           "of the same space run at another cap or data size")
 
 
 def _nothing_fits(smallest, how: str) -> ResourceError:
