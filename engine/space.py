@@ -7,6 +7,7 @@ from typing import Any
 from engine.config import CategoricalParam, FloatParam, IntParam, is_distribution, resolve
 from engine.spec import SearchSpec
 from engine.train.config import TrainConfig
+from engine.train.schedule import ADAMW, SGD, OptimizerSchedule
 from engine.trial import TrialConfig
 
 __all__ = ["SearchSpace", "corner_candidates", "training_params"]
@@ -25,6 +26,10 @@ class SearchSpace:
         self.spec = spec
         self.families = list(spec.model)
 
+    def canonical(self, params: dict[str, Any]) -> dict[str, Any]:
+        """See :func:`canonical`."""
+        return canonical(self.spec, params)
+
     def suggest(self, trial: Any) -> TrialConfig:
         """Draw one candidate from ``trial`` (an ``optuna.Trial``)."""
         if len(self.families) == 1:
@@ -39,6 +44,30 @@ class SearchSpace:
                  for name, p in self.spec.model[family].items()}
         train = resolve(TrainConfig, self.spec.train, draw, TRAIN)
         return TrialConfig(family=family, model=model, train=train)
+
+
+# The searched training parameters each optimiser phase alone uses.
+_PHASE_PARAMS = {ADAMW: (f"{TRAIN}.lr",), SGD: (f"{TRAIN}.sgd_lr",)}
+
+
+def canonical(spec: SearchSpec, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with every searched training parameter its run never uses set to one fixed
+    value (its low end, or first choice): SGD's learning rate when DualOpT never switches,
+    AdamW's when it starts with SGD. Candidates that differ only there train identically, so a
+    sampler must see them as one (to model them, and to never train one twice)."""
+    train = spec.train
+    switch = params.get(f"{TRAIN}.switch_epoch", train.switch_epoch)
+    if is_distribution(switch):
+        return dict(params)
+    used = OptimizerSchedule(train.optimizer, train.epochs, switch,
+                             train.switch_patience).phases_trained
+    out = dict(params)
+    for phase, names in _PHASE_PARAMS.items():
+        for name in names if phase not in used else ():
+            p = getattr(train, name.split(".", 1)[1], None)
+            if name in out and is_distribution(p):
+                out[name] = p.choices[0] if isinstance(p, CategoricalParam) else p.low
+    return out
 
 
 def training_params(params: dict[str, Any]) -> dict[str, Any]:

@@ -132,3 +132,23 @@ def test_each_driver_of_a_study_draws_from_its_own_stream(tmp_path):
     assert len({tuple(d) for d in draws}) == 3, draws
     assert opened[-1].user_attrs[schema.STUDY_DRIVERS] == 3
     assert stream_seed(3, 0) == 3 and len({stream_seed(3, k) for k in range(50)}) == 50
+
+
+def test_a_learning_rate_the_run_never_uses_is_folded():
+    # DualOpT that never switches never uses sgd_lr; one that starts with SGD never uses lr.
+    from engine.space import canonical
+    from engine.spec import SearchSpec
+    from tests.conftest import tiny_spec_dict
+
+    raw = tiny_spec_dict("synthetic", train={
+        "epochs": 4, "optimizer": "dualopt",
+        "switch_epoch": {"type": "int", "low": 0, "high": 4},
+        "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+        "sgd_lr": {"type": "categorical", "choices": [0.05, 0.01]}})
+    spec = SearchSpec.model_validate(raw)
+    p = {"train.switch_epoch": 4, "train.lr": 3e-3, "train.sgd_lr": 0.01}
+    assert canonical(spec, p) == {**p, "train.sgd_lr": 0.05}
+    assert canonical(spec, {**p, "train.switch_epoch": 0}) == {**p, "train.switch_epoch": 0,
+                                                                "train.lr": 1e-4}
+    mid = {**p, "train.switch_epoch": 2}
+    assert canonical(spec, mid) == mid  # both phases train: nothing is inert

@@ -154,7 +154,9 @@ class CandidateDrawer:
         for _ in range(n + len(around)):
             trial = study.ask()
             cfg = self.space.suggest(trial)
-            out.append(Candidate(params=dict(trial.params), config=cfg))
+            # Inert parameters (a learning rate its run never uses) take one fixed value, so
+            # two candidates that would train identically are one candidate.
+            out.append(Candidate(params=self.space.canonical(dict(trial.params)), config=cfg))
         return out[len(around):] + out[:len(around)]
 
     def nudge(self, params: Mapping[str, Any], rng: np.random.Generator, *, scale: float = 0.1

@@ -179,7 +179,7 @@ class CostAwareSampler(BaseSampler):
         ``explore``, ``random``); None leaves every parameter to a random draw."""
         rng = np.random.default_rng([self.seed, number])
         ev = read_study(read_trials(study), self.goals, self.epochs, self.oracle,
-                        exclude=number)
+                        exclude=number, canonical=self.space.canonical)
         prior = self._prior_evidence(study)
         modelled = (ev.n_trained + len(prior.trained) >= self.n_startup
                     and self.goals.accuracy is not None)
@@ -213,7 +213,8 @@ class CostAwareSampler(BaseSampler):
         if self._prior is None:
             other = optuna.load_study(study_name=self.warm_start,
                                       storage=optuna_api.storage(study))
-            ev = read_study(read_trials(other), self.goals, self.epochs, self.oracle)
+            ev = read_study(read_trials(other), self.goals, self.epochs, self.oracle,
+                            canonical=self.space.canonical)
             self._prior = Evidence(trained=[replace(o, number=-1 - o.number) for o in ev.trained],
                                    memory_rows=ev.memory_rows)
         return self._prior
@@ -358,7 +359,8 @@ class CostAwareSampler(BaseSampler):
         """What the accuracy model, fitted to ``study`` now, believes of candidates (mean and
         sd at the full epoch budget); None while it has too little to fit. For inspection and
         tests."""
-        ev = read_study(read_trials(study), self.goals, self.epochs, self.oracle)
+        ev = read_study(read_trials(study), self.goals, self.epochs, self.oracle,
+                        canonical=self.space.canonical)
         pool = [Candidate(dict(p), None, size=s) for p, s in zip(params, size, strict=True)]
         fitted = self._fit_model(ev, pool)
         if fitted is None:

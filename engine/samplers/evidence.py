@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -168,13 +168,16 @@ def _curve(t: TrialRecord, epochs: int, final: float | None) -> tuple[tuple[floa
 
 
 def read_study(trials: Iterable[TrialRecord], goals: Goals, epochs: int, oracle: CostOracle,
-               *, exclude: int | None = None) -> Evidence:
-    """Sort a study's trials for the sampler (``exclude``: the trial being chosen for)."""
+               *, exclude: int | None = None,
+               canonical: Callable[[dict], dict] = dict) -> Evidence:
+    """Sort a study's trials for the sampler (``exclude``: the trial being chosen for;
+    ``canonical``: folds parameters that do not change training, see engine.space)."""
     trained, pending, front, seen, rows = [], [], [], set(), []
     for t in trials:
         if t.number == exclude or t.state == TrialState.WAITING:
             continue
-        key = candidate_key(t.params)
+        params = canonical(dict(t.params))
+        key = candidate_key(params)
         seen.add(key)
         archived = oracle.archive.get(key)
         memory = archived.memory_mb if archived is not None else None
@@ -182,7 +185,7 @@ def read_study(trials: Iterable[TrialRecord], goals: Goals, epochs: int, oracle:
         memory = memory if memory is not None else _positive(t.peak_memory_mb)
         size = size if size is not None else _positive(t.param_count)
         if memory is not None and size is not None:
-            rows.append((dict(t.params), memory, int(size)))
+            rows.append((params, memory, int(size)))
         if not t.counts_as_trained:
             continue
         complete = t.state == TrialState.COMPLETE and t.values is not None
@@ -190,7 +193,7 @@ def read_study(trials: Iterable[TrialRecord], goals: Goals, epochs: int, oracle:
         if complete and goals.accuracy is not None:
             v = t.values[goals.accuracy]
             final = float(v) if math.isfinite(v) else None
-        obs = Observed(t.number, dict(t.params), memory, None if size is None else int(size),
+        obs = Observed(t.number, params, memory, None if size is None else int(size),
                        _curve(t, epochs, final), final is not None)
         trained.append(obs)
         if t.state == TrialState.RUNNING:
@@ -198,7 +201,7 @@ def read_study(trials: Iterable[TrialRecord], goals: Goals, epochs: int, oracle:
         if complete and final is not None and all(v <= 0 for v in t.constraints.values()):
             costs = {m: float(t.values[i]) for m, i in goals.costs}
             if all(math.isfinite(v) for v in costs.values()):
-                front.append(FrontPoint(goals.signed(final), costs, dict(t.params)))
+                front.append(FrontPoint(goals.signed(final), costs, params))
     return Evidence(trained, pending, front, frozenset(seen), rows)
 
 

@@ -62,6 +62,18 @@ class OptimizerSchedule:
         return PHASES if self.dualopt else (self.optimizer,)
 
     @property
+    def phases_trained(self) -> tuple[str, ...]:
+        """The optimisers that train at least one epoch under the fixed rule (a plateau switch
+        may or may not come: both)."""
+        if not self.dualopt:
+            return (self.optimizer,)
+        if self.plateau:
+            return PHASES
+        if self.switch_epoch <= 0:
+            return (SGD,)
+        return (ADAMW,) if self.switch_epoch >= self.epochs else PHASES
+
+    @property
     def plateau(self) -> bool:
         """DualOpT switching on a validation plateau (needs a validation split)."""
         return self.dualopt and self.switch_patience is not None
