@@ -1,13 +1,16 @@
 """The search: a spec's candidates trained on Ray Tune into an Optuna study.
 
 - :mod:`~engine.search.driver`: ``run_search`` (load, prepare, start, run, sweep);
-- :mod:`~engine.protocol`: the typed messages between driver and workers;
-- :mod:`~engine.space`, :mod:`~engine.search.screen`, :mod:`~engine.search.budget`:
-  what a trial is, whether it may run, how many may;
-- :mod:`~engine.search.bridge`, :mod:`~engine.search.worker`, :mod:`~engine.search.cluster`:
-  Optuna's side, Ray's side, and the cluster itself;
-- :mod:`~engine.samplers.registry`, :mod:`~engine.samplers.pareto_asha`: samplers and schedulers.
-"""
+- :mod:`~engine.search.bridge` (the Tune searcher), :mod:`~engine.search.gate` (budget,
+  deadline, pace) and :mod:`~engine.search.recorder` (each trial written through the study
+  record): Optuna's side;
+- :mod:`~engine.search.worker`, :mod:`~engine.search.cluster`: Ray's side and the cluster;
+- :mod:`~engine.search.screen`, :mod:`~engine.search.budget`, :mod:`~engine.search.liveness`:
+  whether a candidate may run, how many may, and which drivers are alive.
+
+What a trial is (:mod:`engine.trial`, :mod:`engine.space`), the messages between driver,
+workers and schedulers (:mod:`engine.protocol`) and the samplers and schedulers themselves
+(:mod:`engine.samplers`) live outside this package: export and the benchmarks use them too."""
 
 from __future__ import annotations
 

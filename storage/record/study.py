@@ -12,7 +12,7 @@ from typing import Any
 import optuna
 
 from storage import optuna_api, schema
-from storage.record.trial import _int, _num
+from storage.record.trial import _int, _num, check_fields
 
 __all__ = ["BudgetRecord", "DriverInfo", "StudyRecord", "cap_for", "name_objectives",
            "summary_objectives", "write_study"]
@@ -212,10 +212,7 @@ def write_study(study: optuna.Study, *, driver: DriverInfo | None = None, **valu
     Raises:
         TypeError: a name that is not one of the recorded fields.
     """
-    unknown = sorted(set(values) - set(_STUDY_KEYS))
-    if unknown:
-        raise TypeError(f"not a recorded study field: {', '.join(unknown)} (fields: "
-                        f"{', '.join(_STUDY_KEYS)})")
+    check_fields(values, _STUDY_KEYS, "study")
     for name, value in values.items():
         if value is None:
             continue

@@ -187,6 +187,14 @@ _TRIAL_KEYS = {f.name: _RENAMED.get(f.name, f.name) for f in fields(TrialRecord)
                if f.name not in _OPTUNA_FIELDS}
 
 
+def check_fields(values: dict[str, Any], keys: dict[str, str], what: str) -> None:
+    """Refuse names that are not recorded fields (a typo must not become a new attribute)."""
+    unknown = sorted(set(values) - set(keys))
+    if unknown:
+        raise TypeError(f"not a recorded {what} field: {', '.join(unknown)} (fields: "
+                        f"{', '.join(keys)})")
+
+
 def write_trial(study: optuna.Study, trial_id: int, **values: Any) -> None:
     """Record fields of :class:`TrialRecord` on a trial (the one write of trial attributes).
 
@@ -196,10 +204,7 @@ def write_trial(study: optuna.Study, trial_id: int, **values: Any) -> None:
     Raises:
         TypeError: a name that is not one of our recorded fields.
     """
-    unknown = sorted(set(values) - set(_TRIAL_KEYS))
-    if unknown:
-        raise TypeError(f"not a recorded trial field: {', '.join(unknown)} (fields: "
-                        f"{', '.join(_TRIAL_KEYS)})")
+    check_fields(values, _TRIAL_KEYS, "trial")
     storage = optuna_api.storage(study)
     for name, value in values.items():
         if value is None:
