@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from engine.caps import CapsConfig
+from engine.train.progress import StepProgress
 from engine.trial import TrialConfig
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Infeasible",
     "Outcome",
     "Prediction",
+    "Progress",
     "Pruned",
     "Report",
     "RunInfo",
@@ -48,6 +50,7 @@ METRIC = "val_accuracy"  # the key Tune's schedulers compare (validation accurac
 EPOCH = "epoch"  # the key Tune's schedulers count time in (epochs trained)
 _REPORT = "wavesearch_report"  # the whole report, as JSON
 _ASSIGNMENT = "wavesearch_assignment"
+_PROGRESS = "wavesearch_progress"
 
 
 @dataclass(frozen=True)
@@ -226,3 +229,31 @@ class Screening:
 
     prediction: Prediction | None = None
     rejection: Failed | Infeasible | None = None
+
+
+@dataclass(frozen=True)
+class Progress(StepProgress):
+    """A worker's progress inside an epoch (engine.train.progress: once early, the pace probe,
+    then at most every ~30 s), with the last finished epoch's result. Schedulers see it as a
+    repeat of that result (``epoch``, ``val_accuracy``: NaN before the first), which records
+    nothing new.
+
+    Attributes:
+        last_epoch: Epochs finished.
+        last_val_accuracy: Validation accuracy after them (NaN: none yet).
+    """
+
+    last_epoch: int = 0
+    last_val_accuracy: float = float("nan")
+
+    def to_tune(self) -> dict[str, Any]:
+        """The dict given to ``tune.report``."""
+        return {EPOCH: self.last_epoch, METRIC: self.last_val_accuracy,
+                _PROGRESS: json.dumps(asdict(self))}
+
+    @classmethod
+    def from_tune(cls, result: dict[str, Any] | None) -> Progress | None:
+        """Inverse of :meth:`to_tune`; None for any other result."""
+        if not result or _PROGRESS not in result:
+            return None
+        return cls(**json.loads(result[_PROGRESS]))

@@ -40,9 +40,11 @@ from engine.errors import ConfigError, StorageError
 from engine.export.checkpoint import Checkpoint, checkpoint_bytes, new_meta, probe_logits
 from engine.export.files import check_output_path, write_atomic
 from engine.export.trials import choose_trial
-from engine.train import DeviceData, EpochReport, TrainConfig, evaluate, train_model
+from engine.train import DeviceData, EpochReport, StepProgress, TrainConfig, evaluate, train_model
+from engine.train.progress import PROBE_STEPS
 from engine.train.schedule import OptimizerSchedule
 from engine.trial import TrialConfig
+from engine.units import format_duration
 from storage import StudyRecord, TrialRecord, load_study, write_study
 
 __all__ = ["RetrainProgress", "RetrainResult", "count", "epochs_for_minutes", "measure_pace",
@@ -153,6 +155,18 @@ def count(n: int, noun: str) -> str:
 def _epoch_message(r: EpochReport, epochs: int) -> str:
     return (f"epoch {r.epoch}/{epochs} {r.optimizer}: train loss {r.train_loss:.4f}, "
             f"{r.seconds:.1f} s ({r.images_per_s:,.0f} images/s)")
+
+
+def _step_message(p: StepProgress, epochs: int) -> str:
+    """A line from inside an epoch; the first (a few steps into the run) estimates it all."""
+    if p.epoch == 1 and p.step == PROBE_STEPS:
+        return (f"pace: {p.images_per_s:,.0f} images/s over the first {p.step} steps: "
+                f"~{format_duration(p.epoch_train_s)} an epoch, "
+                f"~{format_duration(p.epoch_train_s * epochs)} for {count(epochs, 'epoch')} "
+                "(validation and test not included)")
+    return (f"epoch {p.epoch}/{epochs}: {p.step}/{p.steps} steps "
+            f"({100 * p.step / p.steps:.0f}%), "
+            f"~{format_duration(max(0.0, p.epoch_train_s - p.seconds))} left in this epoch")
 
 
 PROBE_BATCHES = 6  # timed steps of the pace probe (the first one, a warm-up, makes it cautious)
@@ -315,7 +329,12 @@ def retrain(storage_url: str, study_name: str, *, trial_number: int | None = Non
         report(RetrainProgress(r.epoch, plan.train.epochs, time.perf_counter() - t0,
                                _epoch_message(r, plan.train.epochs), r.train_loss))
 
-    train_model(model, plan.data, plan.train, device=plan.device, on_epoch=on_epoch)
+    def on_step(p: StepProgress) -> None:
+        report(RetrainProgress(p.epoch - 1, plan.train.epochs, time.perf_counter() - t0,
+                               _step_message(p, plan.train.epochs)))
+
+    train_model(model, plan.data, plan.train, device=plan.device, on_epoch=on_epoch,
+                on_step=on_step)
     d, test_acc = plan.data, None
     if d.test_x is not None and len(d.test_x):  # once, at the end
         test_acc = evaluate(model, DeviceData(d.test_x, d.test_y, d.mean, d.std,

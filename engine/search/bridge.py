@@ -29,6 +29,7 @@ from engine.protocol import (
     Failed,
     Infeasible,
     Prediction,
+    Progress,
     Pruned,
     Report,
     Screening,
@@ -39,6 +40,7 @@ from engine.search.liveness import interrupt_trial
 from engine.search.recorder import TrialRecorder
 from engine.space import SearchSpace
 from engine.trial import TrialConfig
+from engine.units import format_duration
 from storage import optuna_api
 
 __all__ = ["ErrorRecorder", "OptunaBridge"]
@@ -89,6 +91,7 @@ class OptunaBridge(Searcher):
         # (config, rejection) of the smallest candidate screened out over a cap
         self.smallest_rejected: tuple[TrialConfig, Infeasible] | None = None
         self.estimate_shown = False
+        self.probe_shown = False  # an estimate from the first steps, before any epoch ended
         self._said_finished = False
         self.finished = False  # the budget, not a stop, ended this driver's run
         self.interrupted = 0  # trials the run stopped mid-way (queued again by `sweep`)
@@ -207,6 +210,10 @@ class OptunaBridge(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         trial = self.live.get(trial_id)
+        progress = Progress.from_tune(result)
+        if progress is not None and trial is not None:
+            self._show_step(trial, trial_id, progress)
+            return
         report = Report.from_tune(result)
         if trial is None or report is None:
             return
@@ -222,6 +229,21 @@ class OptunaBridge(Searcher):
                 line = self.gate.estimate_line()
                 if line is not None:
                     self.progress(line)
+
+    def _show_step(self, trial: optuna.Trial, trial_id: str, p: Progress) -> None:
+        """A line from inside an epoch; the first one, from a few steps, also estimates the
+        whole search while no epoch has ended yet."""
+        left = max(0.0, p.epoch_train_s - p.seconds)
+        self.progress(f"trial {trial.number} epoch {p.epoch}/{self.epochs}: {p.step}/{p.steps} "
+                      f"steps ({100 * p.step / p.steps:.0f}%), {p.images_per_s:,.0f} images/s, "
+                      f"~{format_duration(left)} left in this epoch")
+        if not self.gate.pace.measured and not self.probe_shown:
+            self.probe_shown = True
+            memory = self.predicted.get(trial_id, Prediction(0, 0.0)).peak_memory_mb
+            self.gate.pace.guess(memory, p.epoch_train_s)
+            line = self.gate.estimate_line()
+            if line is not None:
+                self.progress(f"{line} (from the first {p.step} steps: no epoch has ended yet)")
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:

@@ -21,6 +21,12 @@ class Pace:
 
     def __init__(self) -> None:
         self.samples: list[tuple[float, float]] = []  # (predicted memory MB, epoch seconds)
+        self.guesses: list[tuple[float, float]] = []  # the same, from pace probes
+
+    def guess(self, memory_mb: float, epoch_s: float) -> None:
+        """Record an epoch time estimated from a few steps (used until an epoch is measured)."""
+        if math.isfinite(epoch_s) and epoch_s > 0:
+            self.guesses.append((max(0.0, memory_mb), epoch_s))
 
     def add(self, memory_mb: float, epoch_s: float) -> None:
         """Record one finished epoch."""
@@ -34,13 +40,14 @@ class Pace:
 
     def epoch_seconds(self, memory_mb: float | None = None) -> float | None:
         """Expected seconds of one epoch of a trial with this predicted memory (None: the mean
-        trial; None returned until an epoch was measured)."""
-        if not self.samples:
+        trial; probes stand in until an epoch was measured; None: neither)."""
+        points = self.samples or self.guesses
+        if not points:
             return None
         if memory_mb is None:
-            return statistics.fmean(s for _, s in self.samples)
-        xs = [m for m, _ in self.samples]
-        ys = [s for _, s in self.samples]
+            return statistics.fmean(s for _, s in points)
+        xs = [m for m, _ in points]
+        ys = [s for _, s in points]
         if len(set(xs)) < 2:
             ratio = sum(ys) / max(sum(xs), 1e-9)
             return ratio * memory_mb if sum(xs) > 0 else statistics.fmean(ys)

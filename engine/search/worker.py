@@ -28,12 +28,13 @@ from engine.protocol import (
     FinalMetrics,
     Infeasible,
     Prediction,
+    Progress,
     Pruned,
     Report,
     RunInfo,
     SearchContext,
 )
-from engine.train import EpochReport, TrainResult, train_model
+from engine.train import EpochReport, StepProgress, TrainResult, train_model
 
 __all__ = ["enforce_cap", "oom_outcome", "run_trial", "serialize_weights"]
 
@@ -103,7 +104,12 @@ def run_trial(config: dict[str, Any], data: DataBundle, ctx: SearchContext) -> N
                                      f"{cfg.train.epochs}: the next epoch would end after the "
                                      "deadline")
 
-        result = train_model(model, data, cfg.train, device=device, on_epoch=on_epoch)
+        def on_step(p: StepProgress) -> None:
+            tune.report(Progress(p.epoch, p.step, p.steps, p.seconds, p.images_per_s,
+                                 last.epoch, last.val_accuracy).to_tune())
+
+        result = train_model(model, data, cfg.train, device=device, on_epoch=on_epoch,
+                             on_step=on_step)
         finish(Complete(_final_metrics(ctx, job, model, result, use_cuda, t0,
                                        (data.in_channels, data.image_size))))
     except _OutOfTime as e:

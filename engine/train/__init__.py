@@ -10,8 +10,10 @@ import importlib
 from typing import Any
 
 from engine.train.config import TrainConfig
+from engine.train.progress import StepProgress
 
-__all__ = ["DeviceData", "EpochReport", "TrainConfig", "TrainResult", "evaluate", "train_model"]
+__all__ = ["DeviceData", "EpochReport", "StepProgress", "TrainConfig", "TrainResult", "evaluate",
+           "train_model"]
 
 _LOOP = {"DeviceData", "EpochReport", "TrainResult", "evaluate", "train_model"}
 

@@ -26,6 +26,7 @@ from engine.data.augment import BatchAugment
 from engine.errors import ConfigError, TrialFailure
 from engine.train.config import TrainConfig
 from engine.train.optim import amp_dtype, build_optimizer, needs_grad_scaler, resolve_amp
+from engine.train.progress import PROBE_STEPS, StepProgress
 from engine.train.schedule import ADAMW, SGD, OptimizerSchedule
 
 __all__ = ["DeviceData", "EpochReport", "TrainResult", "evaluate", "train_model"]
@@ -127,6 +128,8 @@ def _cosine(base: float, step: int, total: int) -> float:
 def train_model(model: nn.Module, data: DataBundle, cfg: TrainConfig, *,
                 device: str | torch.device = "cpu",
                 on_epoch: Callable[[EpochReport], None] | None = None,
+                on_step: Callable[[StepProgress], None] | None = None,
+                step_every_s: float = 30.0,
                 augment: Augment | None = None) -> TrainResult:
     """Train ``model`` in place for ``cfg.epochs`` epochs and report validation accuracy.
 
@@ -138,6 +141,9 @@ def train_model(model: nn.Module, data: DataBundle, cfg: TrainConfig, *,
         cfg: Epochs, batch size, optimiser schedule, learning rates, precision.
         device: Where the data and model live while training.
         on_epoch: Called after every epoch; may raise to stop training (e.g. a scheduler).
+        on_step: Called inside epochs: after ``PROBE_STEPS`` steps of the first epoch, then
+            at most every ``step_every_s`` seconds (never for an epoch's last step, which
+            ``on_epoch`` reports).
         augment: Batch-wise augmentation ``f(x, generator) -> x`` applied to training batches;
             None builds it from ``cfg.augment``.
 
@@ -167,7 +173,7 @@ def train_model(model: nn.Module, data: DataBundle, cfg: TrainConfig, *,
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
     result = TrainResult(val_accuracy=0.0, epochs_run=0, switched_at=phases.switched_at)
     best, without_gain = -1.0, 0
-    t_start = time.perf_counter()
+    t_start = last_step_report = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         model.train()
@@ -200,6 +206,12 @@ def train_model(model: nn.Module, data: DataBundle, cfg: TrainConfig, *,
                 opt.step()
             total += loss_value * idx.numel()
             count += idx.numel()
+            if on_step is not None and i + 1 < steps_per_epoch:
+                now = time.perf_counter()
+                if (epoch == 1 and i + 1 == PROBE_STEPS) or now - last_step_report >= step_every_s:
+                    last_step_report = now
+                    on_step(StepProgress(epoch, i + 1, steps_per_epoch, now - t0,
+                                         count / max(now - t0, 1e-9)))
         train_s = time.perf_counter() - t0
         acc = evaluate(model, val, amp_dtype=amp_dtype) if len(val) else math.nan
         result.curve.append(acc)
