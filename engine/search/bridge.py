@@ -45,6 +45,8 @@ from storage import optuna_api
 
 __all__ = ["ErrorRecorder", "OptunaBridge"]
 
+LONG_EPOCH_S = 30.0  # epochs at least this long get lines from inside them
+
 
 class OptunaBridge(Searcher):
     """A Ray Tune searcher that asks and tells an Optuna study.
@@ -231,12 +233,14 @@ class OptunaBridge(Searcher):
                     self.progress(line)
 
     def _show_step(self, trial: optuna.Trial, trial_id: str, p: Progress) -> None:
-        """A line from inside an epoch; the first one, from a few steps, also estimates the
-        whole search while no epoch has ended yet."""
+        """A line from inside a long epoch; the first report, from a few steps, also estimates
+        the whole search while no epoch has ended yet."""
         left = max(0.0, p.epoch_train_s - p.seconds)
-        self.progress(f"trial {trial.number} epoch {p.epoch}/{self.epochs}: {p.step}/{p.steps} "
-                      f"steps ({100 * p.step / p.steps:.0f}%), {p.images_per_s:,.0f} images/s, "
-                      f"~{format_duration(left)} left in this epoch")
+        if p.epoch_train_s >= LONG_EPOCH_S:  # short epochs speak for themselves soon enough
+            self.progress(f"trial {trial.number} epoch {p.epoch}/{self.epochs}: {p.step}/"
+                          f"{p.steps} steps ({100 * p.step / p.steps:.0f}%), "
+                          f"{p.images_per_s:,.0f} images/s, ~{format_duration(left)} left in "
+                          "this epoch")
         if not self.gate.pace.measured and not self.probe_shown:
             self.probe_shown = True
             memory = self.predicted.get(trial_id, Prediction(0, 0.0)).peak_memory_mb
