@@ -228,3 +228,20 @@ def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 240) -> 
         if needle in line:
             return lines
     raise AssertionError(f"never saw {needle!r}:\n{''.join(lines)[-3000:]}")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def prepared_url(request, tmp_path):
+    """A prepared, empty study database of each backend (SQLite file; a PostgreSQL database
+    created for the test and dropped after it)."""
+    from storage import prepare_database
+    from tests._pg import temp_database
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'contract.db'}"
+        prepare_database(url)
+        yield url
+        return
+    with temp_database() as url:
+        prepare_database(url)
+        yield url

@@ -17,7 +17,6 @@ from storage import (
     TrialRecord,
     open_storage,
     optuna_api,
-    prepare_database,
     read_trials,
     schema,
     search_progress,
@@ -26,22 +25,13 @@ from storage import (
 )
 from storage.record import name_objectives
 from storage.record.trial import _OPTUNA_FIELDS, _TRIAL_KEYS
-from tests._pg import temp_database
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def study(request, tmp_path):
+@pytest.fixture
+def study(prepared_url):
     """A fresh two-objective study on each backend."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'record.db'}"
-        prepare_database(url)
-        yield optuna.create_study(study_name="r", storage=open_storage(url),
-                                  directions=["maximize", "minimize"])
-        return
-    with temp_database() as url:
-        prepare_database(url)
-        yield optuna.create_study(study_name="r", storage=open_storage(url),
-                                  directions=["maximize", "minimize"])
+    return optuna.create_study(study_name="r", storage=open_storage(prepared_url),
+                               directions=["maximize", "minimize"])
 
 
 def test_every_recorded_field_has_the_key_the_studies_on_disk_use():

@@ -24,21 +24,13 @@ from storage import (
     schema,
     trial_rows,
 )
-from tests._pg import temp_database
 from tests.conftest import ROOT, engine_env, tiny_spec_dict, write_spec
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request, tmp_path):
-    """A prepared, empty study database of each backend."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'contract.db'}"
-        prepare_database(url)
-        yield url
-        return
-    with temp_database() as url:
-        prepare_database(url)
-        yield url
+@pytest.fixture
+def url(prepared_url):
+    """A prepared, empty study database of each backend (conftest.prepared_url)."""
+    return prepared_url
 
 
 def _study(url: str, name: str = "s") -> optuna.Study:
