@@ -84,8 +84,9 @@ def trial_rows(study: optuna.Study) -> list[TrialRow]:
             state=r.state.name,
             family=r.family,
             # A candidate rejected before training has no accuracy (its objective value is a
-            # placeholder for the sampler).
-            val_accuracy=None if r.screened_out else told.get("val_accuracy", r.val_accuracy),
+            # placeholder for the sampler); a repeat of a trained one has that one's.
+            val_accuracy=(None if r.screened_out and r.reused_from is None
+                          else told.get("val_accuracy", r.val_accuracy)),
             peak_memory_mb=told.get("peak_memory_mb", r.peak_memory_mb),
             param_count=None if pc is None else int(pc),
             memory_method=r.memory_method,

@@ -54,3 +54,22 @@ def test_export_points_a_repeat_to_the_trial_that_trained():
                     reused_from=2, config={"family": "wavemix"})
     assert _why_unusable(r) == ("repeats trial 2 (the same candidate: its result was reused, "
                                 "not trained again); choose --trial 2")
+
+
+def test_a_repeat_shows_its_twins_accuracy_in_the_views():
+    from storage import trial_rows
+
+    spec = SearchSpec.model_validate(tiny_spec_dict(search={"sampler": "random", "n_trials": 3}))
+    study = optuna.create_study(directions=spec.directions)
+    same = {"wavemix.final_dim": 8, "wavemix.depth": 1, "wavemix.dropout": 0.1,
+            "train.switch_epoch": 2}
+    study.enqueue_trial(same)
+    study.enqueue_trial(same)
+    bridge = OptunaBridge(study, SearchSpace(spec), spec.objective_names,
+                          budget=SearchBudget(n_trials=3, budget_epochs=None, epochs_per_trial=3),
+                          progress=lambda _: None)
+    bridge.suggest("t0")
+    _finish(bridge, "t0", 0.7)
+    bridge.suggest("t1")
+    rows = trial_rows(study)
+    assert rows[1].val_accuracy == rows[0].val_accuracy == 0.7

@@ -87,6 +87,7 @@ class TrialRecorder:
         deterministic for a given config and seed): no epochs spent, not counted as trained."""
         tid = optuna_api.trial_id(trial)
         write_trial(self.study, tid, config=cfg.to_dict(), trained=False, reused_from=twin.number,
+                    val_accuracy=twin.val_accuracy,
                     param_count=twin.param_count, peak_memory_mb=twin.peak_memory_mb,
                     memory_method=twin.memory_method,
                     state_reason=f"the same candidate as trial {twin.number}: its result is "
