@@ -14,9 +14,12 @@ Everything that decides the table is fixed here, before any run: the grid, the d
 its seed, the test subset and its seed, the reseeded subset and its seed.
 
 Resumable: each call trains for at most ``--hours`` and stops cleanly; the next call goes on
-where it stopped (the study is the record). When the grid is done, ``--export`` evaluates the
-test subset from each trial's stored weights (cached, resumable too) and writes the compact
-table (bench/tables/cifar_slice.json.gz) with the build's command, machine and cost.
+where it stopped (the study in ``--workdir`` is the record). ``--export`` evaluates the test
+subset from each trial's stored weights (cached, resumable too) and writes the compact table
+(bench/tables/cifar_slice.json.gz) with the build's command, machine and cost, merged with
+what that file already held; a build on another machine (a fresh work folder) skips every
+configuration the file already holds, so the committed table carries the build across
+sessions and machines.
 
     .venv/bin/python bench/build_table.py --cifar-zip ../shared/data/cifar10-jpeg.zip --hours 2
     .venv/bin/python bench/build_table.py --cifar-zip ../shared/data/cifar10-jpeg.zip --export
@@ -153,7 +156,16 @@ def _arch(params: dict) -> str:
                        if p.startswith("wavemix.")}, sort_keys=True)
 
 
-def build(cifar_zip: str, workdir: Path, hours: float | None) -> None:
+def _saved_runs(table: Path) -> dict[str, dict]:
+    """Configuration -> its runs by seed in an exported table ({} when there is none): a build
+    on another machine goes on from what the repository already holds."""
+    if not table.exists():
+        return {}
+    with gzip.open(table, "rt") as f:
+        return {key(c["params"]): c["runs"] for c in json.load(f)["configs"]}
+
+
+def build(cifar_zip: str, workdir: Path, hours: float | None, table: Path) -> None:
     """Train what is left of the grid, then of the reseeded subset, for at most ``hours``.
 
     The time limit is a Ctrl-C at the deadline (SIGINT to this process): the trial then running
@@ -167,12 +179,16 @@ def build(cifar_zip: str, workdir: Path, hours: float | None) -> None:
     sizes = _predicted(cifar_zip)
     grid = configs()
     trained = [p for p in grid if sizes[_arch(p)][0] <= TRAIN_CAP_MB]
+    saved = _saved_runs(table)
     if hours is not None:
         timer = threading.Timer(3600 * hours, lambda: os.kill(os.getpid(), signal.SIGINT))
         timer.daemon = True
         timer.start()
     for name, seed, todo in ((STUDY, 0, grid), (STUDY + "-seed1", 1, reseeded(trained))):
+        todo = [p for p in todo if str(seed) not in saved.get(key(p), {})]
         n = sum(1 for p in todo if sizes[_arch(p)][0] <= TRAIN_CAP_MB)
+        if n == 0:
+            continue
         sp = spec(cifar_zip, seed=seed, n_trials=n, name=name)
         _enqueue_once(sp, url, todo)
         out = run_search(sp, storage_url=url, progress=lambda line: print(line, flush=True))
@@ -219,12 +235,12 @@ def export(cifar_zip: str, workdir: Path, out: Path, command: str) -> dict:
     """Write the compact table; returns its summary."""
     url = f"sqlite:///{workdir / 'table.db'}"
     sizes = _predicted(cifar_zip)
+    saved = _saved_runs(out)  # what earlier builds (other machines) exported
     table: dict[str, dict] = {}
     for params in configs():
         mb, n = sizes[_arch(params)]
         table[key(params)] = {"params": canonical(params), "memory_mb": round(mb, 3),
-                              "param_count": n, "runs": {}}
-    cost_s = 0.0
+                              "param_count": n, "runs": dict(saved.get(key(params), {}))}
     for name, seed in ((STUDY, 0), (STUDY + "-seed1", 1)):
         try:
             s = load_study(url, name)
@@ -236,7 +252,6 @@ def export(cifar_zip: str, workdir: Path, out: Path, command: str) -> dict:
                 continue
             entry = table[key(r.params)]
             epochs = r.epochs_run or EPOCHS
-            cost_s += r.wall_time_s or 0.0
             entry["runs"][str(seed)] = {
                 "val": [round(v, 5) for v in r.learning_curve],
                 "test": None if str(r.number) not in test else round(test[str(r.number)], 5),
@@ -250,7 +265,10 @@ def export(cifar_zip: str, workdir: Path, out: Path, command: str) -> dict:
             "reseed": {"seed": RESEED_SEED, "n": RESEEDED, "train_seed": 1},
             "command": command, "machine": f"{platform.machine()}, {platform.node()}",
             "python": platform.python_version(), "torch": torch.__version__,
-            "train_seconds": round(cost_s, 1), "exported_at": time.strftime("%Y-%m-%d")}
+            # every run's seconds, whichever machine and session trained it
+            "train_seconds": round(sum((run["epoch_s"] or 0.0) * EPOCHS for e in table.values()
+                                       for run in e["runs"].values()), 1),
+            "exported_at": time.strftime("%Y-%m-%d")}
     trained = sum(1 for e in table.values() if "0" in e["runs"])
     summary = {"configs": len(table), "trained": trained,
                "reseeded": sum(1 for e in table.values() if "1" in e["runs"]),
@@ -274,7 +292,7 @@ def main() -> None:
         print(json.dumps(export(args.cifar_zip, workdir, Path(args.out),
                                 " ".join(["bench/build_table.py", *sys.argv[1:]]))))
     else:
-        build(args.cifar_zip, workdir, args.hours)
+        build(args.cifar_zip, workdir, args.hours, Path(args.out))
 
 
 if __name__ == "__main__":
