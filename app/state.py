@@ -152,7 +152,11 @@ def _progress(sel: Selection) -> None:
     else:
         st.sidebar.caption(" · ".join(parts))
     if sel.probe.live:
-        eta = format_duration(p.eta_s, precise=True) + (" (estimate)" if sel.probe.eta_estimated else "")
+        if sel.probe.eta_pending:  # the first trial also pays for start-up: no pace yet
+            eta = "after the first trial"
+        else:
+            eta = format_duration(p.eta_s, precise=True) + (" (estimate)" if sel.probe.eta_estimated
+                                                            else "")
         st.sidebar.caption(f"{p.running} running · ETA {eta}"
                            + (f" · deadline {common.when(p.deadline)}" if p.deadline else ""))
     elif p.fraction is not None and p.fraction < 1 and not sel.live:
@@ -208,7 +212,7 @@ def _fingerprint(sel: Selection) -> tuple:
         try:
             names = tuple(data.studies(sel.url))
             if sel.study in dict(names):
-                token = data.probe(sel.url, sel.study).token
+                token = data.token(sel.url, sel.study)
         except WaveSearchError:
             pass
     runs = tuple((r.id, r.status) for r in launcher().runs() if r.storage_url == sel.url)
