@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 
 import optuna
+import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
@@ -35,6 +36,8 @@ from storage import (
 )
 
 __all__ = ["build_study"]
+
+ROOT = Path(__file__).resolve().parent.parent
 
 OBJECTIVES = ["val_accuracy", "peak_memory_mb"]
 CAP_MB = 400.0
@@ -51,14 +54,18 @@ SPACE = {
 }
 
 
-def _spec(name: str, n_trials: int) -> dict:
-    """A stored spec as `engine search` stores one (the app's Resume tab reads it)."""
-    return {"study": {"name": name, "storage": "sqlite:///wavesearch.db"},
-            "data": {"dataset": "digits"},
-            "model": {"wavemix": {"depth": {"low": 1, "high": 8}}},
-            "train": {"epochs": EPOCHS},
-            "search": {"n_trials": n_trials, "sampler": "tpe", "max_concurrent": 2},
-            "objectives": OBJECTIVES, "constraints": {"gpu_ram_mb": CAP_MB}}
+def _spec(name: str, n_trials: int) -> tuple[dict, str]:
+    """The quickstart spec under this study's name, budget and cap, validated and stored as
+    ``engine search`` stores one (the app's Resume tab reads it), and its hash."""
+    from engine.spec import parse_spec, spec_hash
+
+    raw = yaml.safe_load((ROOT / "search_spaces" / "quickstart.yaml").read_text())
+    raw["study"]["name"] = name
+    raw["search"]["n_trials"] = n_trials
+    raw["constraints"]["gpu_ram_mb"] = CAP_MB
+    raw["train"]["epochs"] = EPOCHS
+    spec = parse_spec(raw)
+    return spec.model_dump(mode="json"), spec_hash(spec)
 
 
 def _one(study: optuna.Study, rng: random.Random, fate: str) -> None:
@@ -147,7 +154,8 @@ def build_study(path: str | Path, name: str, n_trials: int, *, seed: int = 0,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(OBJECTIVES)
-        write_study(study, spec=_spec(name, n_trials), spec_hash="bench", objectives=OBJECTIVES,
+        spec, digest = _spec(name, n_trials)
+        write_study(study, spec=spec, spec_hash=digest, objectives=OBJECTIVES,
                     constraints={"gpu_ram_mb": CAP_MB, "max_params": None},
                     budget=BudgetRecord(n_trials=n_trials, epochs_per_trial=EPOCHS))
         rng = random.Random(seed)
