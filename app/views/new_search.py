@@ -107,6 +107,8 @@ def _start(sel: state.Selection) -> None:
     if checked.error:
         where = f" (line {checked.line})" if checked.line else ""
         common.show_error(f"{checked.error}{where}")
+        if checked.line:  # the editor shows no line numbers: show the lines it means
+            st.code(specs.excerpt(text, checked.line), language=None)
     else:
         st.success(common.escape_markdown(f"Valid: {checked.summary}."))
         if checked.study in sel.studies and not sel.storage.missing_file:
@@ -131,25 +133,33 @@ def _resume(sel: state.Selection) -> None:
     if not sel.studies:
         st.info("No study in this storage yet.")
         return
-    study = kept(st.selectbox, "Study", "resume_study", sel.study, list(sel.studies))
-    probe = data.probe(sel.url, study)
+    study = sel.study  # the sidebar's study, which every page shows
+    if study is None or sel.probe is None:
+        st.info("Choose a study in the sidebar.")
+        return
+    st.markdown(f"Resume study **{common.escape_markdown(study)}** (the study chosen in the "
+                "sidebar).")
+    probe = sel.probe
     info = data.info(sel.url, study, probe.token)
     if not info.spec:
         st.info("This study has no stored spec: resume it with engine search SPEC.")
         return
     p = probe.progress
-    st.caption(f"{p.finished} trials finished, {p.epochs} epochs trained so far"
+    # The same count as the sidebar's and the search's budget (TrialRecord.counts_as_trained).
+    st.caption(f"{p.finished} trials count towards the budget, {p.epochs} epochs trained so far"
                + (f"; {p.running} running now" if p.running else "") + ".")
     search = info.spec.get("search") or {}
     left, right = st.columns(2)
     n = left.number_input("Total trials", min_value=1, step=1, key=f"resume_n:{study}",
-                          value=int(max(search.get("n_trials") or 0, p.finished + 1)))
+                          value=int(max(p.n_trials or search.get("n_trials") or 0,
+                                        p.finished + 1)))
     epochs = None
     if search.get("budget_epochs") is not None:
         epochs = right.number_input("Total epochs", min_value=1, step=1,
                                     key=f"resume_e:{study}",
                                     value=int(max(search["budget_epochs"], p.epochs + 1)))
-    text = specs.resume_text(info.spec, int(n), None if epochs is None else int(epochs))
+    text = specs.resume_text(info.spec, int(n), None if epochs is None else int(epochs),
+                             study=study)
     checked = specs.validate(text)
     busy = probe.live or any(r.alive() and r.study == study for r in sel.runs)
     if checked.error:
