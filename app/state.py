@@ -19,7 +19,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import common, data
+from app import common, data, links
 from app.runs import Registry, SearchLauncher, SearchRun, run_dir
 from engine.errors import WaveSearchError
 from engine.units import format_duration
@@ -112,9 +112,11 @@ def _choose_study(url: str, listing: list[tuple[str, int]],
     names = [n for n, _ in listing]
     chosen: dict[str, str] = ss.setdefault(STUDY_KEY, {})
     pending: dict[str, str] = ss.setdefault(PENDING_KEY, {})
-    if url not in chosen:  # a new session (or a reload) while a launched search starts up
+    if url not in chosen:  # a new session (a reload, a link), or a launched search starting
+        if links.requested_study() in names:
+            chosen[url] = links.requested_study()
         starting = [r.study for r in runs if r.alive() and r.study not in names]
-        if starting:
+        if starting and url not in chosen:
             pending.setdefault(url, starting[0])
     if pending.get(url) in names:
         chosen[url] = pending.pop(url)
@@ -196,6 +198,7 @@ def sidebar() -> Selection:
         st.sidebar.caption(f"Live: refreshing every {LIVE_S:g} s")
     st.session_state["_selection"] = sel
     st.session_state["_seen"] = _fingerprint(sel)
+    links.show_study(sel.study)
     _watch(LIVE_S if sel.live else IDLE_S)
     return sel
 
