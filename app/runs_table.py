@@ -23,7 +23,7 @@ from storage import TrialRow
 
 __all__ = ["apply_filter", "runs_table", "table"]
 
-STYLE_LIMIT = 1000  # above this, the trial column is not painted (Styler costs ~1 ms a row)
+STYLE_LIMIT = 300  # above this, the trial column is not painted (Styler costs ~1 ms a row)
 DEFAULT_COLUMNS = ["trial", "state", "family", "val_accuracy", "peak_memory_mb", "params",
                    "epochs", "time_s", "reason", "link"]
 
@@ -31,7 +31,7 @@ DEFAULT_COLUMNS = ["trial", "state", "family", "val_accuracy", "peak_memory_mb",
 def table(rows: Sequence[TrialRow], epochs: dict[int, int | None], study: str = "") -> pd.DataFrame:
     """One line per trial; a running trial's epochs read ``epoch 2/3``; whole-number
     parameters stay whole numbers (nullable integers, not floats)."""
-    frame = pd.DataFrame([{
+    lines = [{
         "trial": r.number, "state": r.category, "family": r.family,
         "val_accuracy": r.val_accuracy if r.state != "RUNNING" else (r.curve or [None])[-1],
         "peak_memory_mb": r.peak_memory_mb, "memory": r.memory_method, "params": r.param_count,
@@ -42,11 +42,12 @@ def table(rows: Sequence[TrialRow], epochs: dict[int, int | None], study: str = 
         "reason": r.reason or "",
         "link": f"./trial?study={quote(study)}&trial={r.number}",
         **r.params,
-    } for r in rows])
-    for col in frame.columns:
-        values = frame[col].dropna()
-        if col != "trial" and len(values) and all(
-                isinstance(v, int) and not isinstance(v, bool) for v in values):
+    } for r in rows]
+    frame = pd.DataFrame(lines)
+    for col in frame.columns:  # a blank turns an int column into floats (8.000000)
+        values = [d[col] for d in lines if d.get(col) is not None]
+        if col != "trial" and values and all(isinstance(v, int) and not isinstance(v, bool)
+                                             for v in values):
             frame[col] = frame[col].astype("Int64")
     return frame
 

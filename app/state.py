@@ -7,7 +7,9 @@ page switch or rerun can never blank the storage URL or reset the study.
 
 While the selected study has running trials, a live driver or a search this app launched, a
 fragment polls it every :data:`LIVE_S` seconds (every :data:`IDLE_S` seconds otherwise, so
-new studies appear) and reruns the whole page when its data changed.
+new studies appear) and reruns the whole page when its data changed. A poll is a few SQL
+counts (:func:`app.data.token`), never a read of the trials. The sidebar's "Live refresh"
+switch turns the polling off; charts keep the user's zoom across refreshes either way.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ __all__ = ["IDLE_S", "LIVE_S", "Selection", "current", "launcher", "require_stud
            "select_study_when_it_appears", "sidebar"]
 
 LIVE_S = 2.0  # seconds between refreshes while a search runs
-IDLE_S = 4.0  # seconds between checks for new studies and new searches otherwise
+IDLE_S = 5.0  # seconds between checks for new studies and new searches otherwise
+LIVE_KEY = "live_refresh"  # the sidebar's switch: off, the page does not refresh itself
 URL_KEY = "storage_url"
 STUDY_KEY = "study_by_url"  # {storage url: chosen study}
 PENDING_KEY = "pending_study"  # {storage url: study a launched search will create}
@@ -194,12 +197,18 @@ def sidebar() -> Selection:
                     probe = None  # deleted meanwhile: the next run picks another
             sel = Selection(check, tuple(n for n, _ in listing), study, probe, runs)
     _progress(sel)
-    if sel.live:
+    follow = st.sidebar.toggle("Live refresh", value=True, key=LIVE_KEY,
+                               help="off: the page stays as it is until you change something "
+                                    "(charts keep their zoom either way)")
+    if sel.live and follow:
         st.sidebar.caption(f"Live: refreshing every {LIVE_S:g} s")
+    elif sel.live:
+        st.sidebar.caption("Live refresh is off: new results appear when it is on again.")
     st.session_state["_selection"] = sel
     st.session_state["_seen"] = _fingerprint(sel)
     links.show_study(sel.study)
-    _watch(LIVE_S if sel.live else IDLE_S)
+    if follow:
+        _watch(LIVE_S if sel.live else IDLE_S)
     return sel
 
 

@@ -14,7 +14,8 @@ from storage import TrialRow
 __all__ = ["STATES", "kept", "selection_key", "trial_filters"]
 
 # Trial categories in the order the filters list them.
-STATES = ("pareto", "dominated", "infeasible", "running", "pruned", "fail", "waiting")
+STATES = ("pareto", "dominated", "infeasible", "running", "pruned", "fail", "interrupted",
+          "waiting")
 
 
 def selection_key(sel: Selection) -> str:
