@@ -20,7 +20,7 @@ from app.common import escape_markdown, trial_colour
 from app.runs import Registry, SearchRun
 from app.specs import key_line, resume_text
 from storage import load_study, schema
-from tests._app_helpers import free_port, port_open, seed_study, wait_http
+from tests._app_helpers import chart_spec, free_port, port_open, seed_study, wait_http
 from tests.conftest import ROOT, descendants, tiny_spec_dict
 
 MAIN = str(ROOT / "app" / "main.py")
@@ -44,8 +44,7 @@ def _app() -> AppTest:
 
 
 def _chart(at: AppTest, key: str) -> dict:
-    return json.loads(next(c for c in at.get("plotly_chart") if c.proto.id.endswith(key)
-                           or key in c.proto.id).proto.spec)
+    return chart_spec(at, key)
 
 
 def _sidebar(at: AppTest) -> tuple[str, str | None]:

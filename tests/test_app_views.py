@@ -4,7 +4,6 @@ shown, the runs table, comparing several trials, the first epoch, the editor's l
 
 from __future__ import annotations
 
-import json
 import time
 
 import optuna
@@ -15,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from app.runs_table import apply_filter, table
 from engine.spec import parse_spec, spec_hash
 from storage import front_2d, load_study, open_storage, schema, trial_rows
-from tests._app_helpers import seed_study
+from tests._app_helpers import chart_spec, seed_study
 from tests.conftest import ROOT, tiny_spec_dict
 
 MAIN = str(ROOT / "app" / "main.py")
@@ -53,7 +52,7 @@ def _app() -> AppTest:
 
 
 def _chart(at: AppTest, key: str) -> dict:
-    return json.loads(next(c for c in at.get("plotly_chart") if key in c.proto.id).proto.spec)
+    return chart_spec(at, key)
 
 
 def _select(at: AppTest, study: str) -> AppTest:
@@ -165,7 +164,7 @@ def test_before_the_first_epoch_no_empty_chart_and_no_eta(tmp_path, monkeypatch)
     monkeypatch.setenv("WAVESEARCH_STORAGE", url)
     monkeypatch.setenv("WAVESEARCH_RUN_DIR", str(tmp_path / "runs"))
     at = _app().run()
-    assert not at.get("plotly_chart")
+    assert not at.get("plotly_chart") and not at.get("component_instance")
     assert "first point appears" in at.info[0].value
     captions = [c.value for c in at.sidebar.caption]
     assert "1 running · ETA after the first trial" in captions

@@ -7,6 +7,7 @@ import streamlit as st
 
 from app import data
 from app.figures import curves_figure
+from app.live_chart import live_chart
 from app.state import require_study
 from app.widgets import kept, selection_key, trial_filters
 
@@ -27,7 +28,8 @@ if sel:
         chosen = kept(st.multiselect, "Trials", f"curve_trials:{selection_key(sel)}", [],
                       numbers, placeholder="the Pareto front and the running trials")
         chosen = set(chosen or default)
-        st.plotly_chart(curves_figure([r for r in rows if r.number in chosen], epochs),
-                        key="curves_chart")
+        fig = curves_figure([r for r in rows if r.number in chosen], epochs)
+        fig.update_layout(uirevision=selection_key(sel))  # the zoom outlives live refreshes
+        live_chart(fig, key="curves_chart")
         st.caption("Dotted: still running. Diamonds mark the first epoch trained with SGD "
                    "(DualOpT's switch), in the trial's colour.")

@@ -7,6 +7,7 @@ import streamlit as st
 
 from app import data, links
 from app.figures import AXES, param_axes, pareto_figure
+from app.live_chart import live_chart
 from app.runs_table import runs_table
 from app.state import require_study
 from app.widgets import STATES, kept, selection_key, trial_filters
@@ -39,10 +40,12 @@ if sel:
         st.info("No trial has a result to plot yet: the first point appears when a trial "
                 "reports its first epoch." if shown else "No trial matches the filters.")
     else:
-        st.plotly_chart(fig, key="pareto_chart")
+        clicked = live_chart(fig, key="pareto_chart")
+        if clicked is not None:
+            links.open_trial(clicked)
         st.caption("Each trial keeps its colour on every page; the shape says its state. "
                    "Over-cap candidates rejected before training sit at accuracy 0. Zoom and "
-                   "pan are kept while the page refreshes.")
+                   "pan are kept while the page refreshes; click a point to open its trial.")
     st.subheader("Trials")
     if shown:
         picked = runs_table(sel, shown, epochs)
