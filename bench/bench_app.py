@@ -157,12 +157,29 @@ def measure(url: str, idle_s: float, shots: Path | None) -> dict:
     return out
 
 
+def _copy_to(src: str, dest: str) -> str:
+    """The study at ``src`` copied to the storage ``dest`` (kept if already there)."""
+    import optuna
+
+    from storage import listing, open_storage, prepare_database
+
+    name = listing(src)[0][0]
+    prepare_database(dest)
+    if name not in dict(listing(dest)):
+        optuna.copy_study(from_study_name=name, from_storage=open_storage(src),
+                          to_storage=open_storage(dest))
+    return dest
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, required=True, help="trials in the study")
     ap.add_argument("--out", required=True, help="the JSON file to write")
     ap.add_argument("--db", help="keep the study in this SQLite file (default: a temp file; "
                                  "an existing file with the study is reused)")
+    ap.add_argument("--storage", help="serve the study from this database instead (e.g. "
+                                      "postgresql+psycopg2://user@host/db): the SQLite study is "
+                                      "copied there once with optuna.copy_study")
     ap.add_argument("--idle-s", type=float, default=30.0, help="seconds of idle measurement")
     ap.add_argument("--shots", help="also save a screenshot of every page in this folder")
     args = ap.parse_args(argv)
@@ -176,10 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         url = build_study(db, name, args.trials, seed=0)
         built_s = round(time.perf_counter() - t0, 1)
+    backend = "sqlite"
+    if args.storage:
+        url, backend = _copy_to(url, args.storage), args.storage.split(":")[0].split("+")[0]
     shots = Path(args.shots) if args.shots else None
     if shots:
         shots.mkdir(parents=True, exist_ok=True)
-    result = {"trials": args.trials, "backend": "sqlite", "study_built_s": built_s,
+    result = {"trials": args.trials, "backend": backend, "study_built_s": built_s,
               **measure(url, args.idle_s, shots),
               "machine": f"{platform.node()} {os.cpu_count()} CPUs, load average "
                          f"{os.getloadavg()[0]:.2f} at the end",

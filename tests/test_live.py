@@ -25,14 +25,24 @@ from storage import (
 from storage.front import non_dominated
 from storage.live import StudySnapshot, activity
 from tests._app_helpers import seed_study
+from tests._pg import temp_database
 
 
-@pytest.fixture
-def url(tmp_path):
-    u = f"sqlite:///{tmp_path / 'live.db'}"
+def _seed(u: str) -> str:
     seed_study(u, "alpha", families=("wavemix", "cxv"), n_done=6, seed=1)
     seed_study(u, "beta", n_done=4, running=1, driver_eta_s=60.0, seed=2)
     return u
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request, tmp_path):
+    """Two seeded studies (alpha; beta with a running trial and a live driver), each backend:
+    the SQL counts read Optuna's tables directly, so both dialects are exercised."""
+    if request.param == "sqlite":
+        yield _seed(f"sqlite:///{tmp_path / 'live.db'}")
+        return
+    with temp_database() as u:
+        yield _seed(u)
 
 
 def test_listing_and_activity_count_without_loading_trials(url):
