@@ -119,7 +119,7 @@ def _choose_study(url: str, listing: list[tuple[str, int]],
         if links.requested_study() in names:
             chosen[url] = links.requested_study()
         starting = [r.study for r in runs if r.alive() and r.study not in names]
-        if starting and url not in chosen:
+        if starting:  # followed even over the link's study: it was launched from here
             pending.setdefault(url, starting[0])
     if pending.get(url) in names:
         chosen[url] = pending.pop(url)

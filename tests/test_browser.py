@@ -85,9 +85,15 @@ def page(browser, site):
 
 def go(pg, name: str) -> None:
     """Open a page from the sidebar and wait for its title."""
-    pg.locator("[data-testid=stSidebarNavLink]").filter(
-        has_text=re.compile(f"^{re.escape(name)}$")).click()
-    pg.get_by_role("heading", level=1, name=TITLES.get(name, name)).wait_for()
+    link = pg.locator("[data-testid=stSidebarNavLink]").filter(
+        has_text=re.compile(f"^{re.escape(name)}$"))
+    heading = pg.get_by_role("heading", level=1, name=TITLES.get(name, name))
+    link.click()
+    try:
+        heading.wait_for(timeout=20_000)
+    except Exception:  # the click landed while the page refreshed itself: once more
+        link.click()
+        heading.wait_for()
 
 
 def study_box(pg):

@@ -9,7 +9,7 @@ from app import data
 from app.figures import curves_figure
 from app.formats import config_table, side_by_side
 from app.state import require_study
-from app.widgets import kept, selection_key
+from app.widgets import kept, ranked_choices, selection_key
 
 MAX_TRIALS = 8  # beyond this the columns are too narrow to read
 
@@ -27,13 +27,16 @@ if sel:
     if len(rows) < 2:
         st.info("The study needs two trials to compare.")
     else:
-        numbers = list(rows)
         # Default: the two most accurate trials that met the caps.
-        ranked = sorted(numbers, key=lambda n: (not rows[n].feasible,
-                                                -(rows[n].val_accuracy or -1.0)))
-        chosen = kept(st.multiselect, "Trials", f"compare:{selection_key(sel)}", ranked[:2],
-                      numbers, format_func=lambda n: label(rows[n]), max_selections=MAX_TRIALS,
-                      help=f"two to {MAX_TRIALS} trials")
+        ranked = sorted(rows, key=lambda n: (not rows[n].feasible,
+                                             -(rows[n].val_accuracy or -1.0)))
+        name = f"compare:{selection_key(sel)}"
+        before = st.session_state.get("_kept", {}).get(name) or []
+        options = ranked_choices(list(rows.values()), keep=before)
+        chosen = kept(st.multiselect, "Trials", name, ranked[:2], options,
+                      format_func=lambda n: label(rows[n]), max_selections=MAX_TRIALS,
+                      help=f"two to {MAX_TRIALS} trials; the list holds the front and the "
+                           "most accurate trials (open any trial from the runs table)")
         if len(chosen) < 2:
             st.info("Choose at least two trials.")
             st.stop()

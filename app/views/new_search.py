@@ -11,10 +11,12 @@ import streamlit as st
 
 from app import common, data, specs, state
 from app.runs import SearchRun, process_alive, tail
+from app.spec_watch import typed_text
 from app.widgets import kept
 from engine.units import format_duration
 
 LOG_LINES = 60
+EDITOR = "Spec (YAML): edit or paste"
 
 
 def _log_view(run: SearchRun) -> None:
@@ -97,18 +99,25 @@ def _editor() -> str:
                    placeholder=f"the editor starts with {first}" if first else "none")
     right.file_uploader("or upload a spec", type=["yaml", "yml"], key="_w_upload",
                         on_change=load_upload)
-    return kept(st.text_area, "Spec (YAML): edit or paste", "spec_text", "", height=420)
+    return kept(st.text_area, EDITOR, "spec_text", "", height=420)
+
+
+def _check(text: str) -> specs.Checked:
+    return specs.validate(text) if text.strip() else specs.Checked(error="the spec is empty")
 
 
 def _start(sel: state.Selection) -> None:
     text = _editor()
-    checked = specs.validate(text) if text.strip() else specs.Checked(error="the spec is empty")
+    # What the user is typing (checked as they type); the text area's value until it is sent.
+    typed = typed_text(EDITOR, key="spec_watch")
+    shown = typed if typed is not None else text
+    checked = _check(shown)
     conflict = None
     if checked.error:
         where = f" (line {checked.line})" if checked.line else ""
         common.show_error(f"{checked.error}{where}")
         if checked.line:  # the editor shows no line numbers: show the lines it means
-            st.code(specs.excerpt(text, checked.line), language=None)
+            st.code(specs.excerpt(shown, checked.line), language=None)
     else:
         st.success(common.escape_markdown(f"Valid: {checked.summary}."))
         if checked.study in sel.studies and not sel.storage.missing_file:
@@ -123,6 +132,9 @@ def _start(sel: state.Selection) -> None:
                                            "space: starting continues it."))
     if st.button("Start search", key="start_search", type="primary",
                  disabled=bool(checked.error or conflict)):
+        if _check(text).error:  # the text area's own value is what runs
+            common.show_error(f"the spec in the editor is not valid yet: {_check(text).error}")
+            return
         run = state.launcher().launch(text, sel.url, checked.study, kind="new")
         state.select_study_when_it_appears(sel.url, checked.study)
         st.session_state["followed_run"] = run.id

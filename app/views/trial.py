@@ -50,16 +50,22 @@ if sel:
     if not rows:
         st.info("No trial yet.")
         st.stop()
-    numbers = list(rows)
     asked = links.requested_trial()
     if asked is not None and asked not in rows:
         st.warning(f"Study {common.escape_markdown(sel.study)} has no trial {asked}; showing "
                    "another.")
     default = asked if asked in rows else max(
-        numbers, key=lambda n: (rows[n].pareto, rows[n].val_accuracy or -1.0))
-    number = st.selectbox("Trial", numbers, index=numbers.index(default),
-                          format_func=lambda n: f"trial {n} ({rows[n].family or '?'}, "
-                                                f"{rows[n].category})", key="trial_pick")
+        rows, key=lambda n: (rows[n].pareto, rows[n].val_accuracy or -1.0))
+    # A number box, not a list: a study may hold 10,000 trials.
+    if st.session_state.get("trial_pick") not in rows or asked in rows and \
+            st.session_state.get("_trial_asked") != (sel.study, asked):
+        st.session_state["trial_pick"] = default
+        st.session_state["_trial_asked"] = (sel.study, asked)
+    number = int(st.number_input("Trial number", min_value=min(rows), max_value=max(rows),
+                                 step=1, key="trial_pick"))
+    if number not in rows:
+        st.info(f"No trial {number} in this study.")
+        st.stop()
     links.show_trial(number)
     row, rec = rows[number], records[number]
     st.header(f"Trial {number}: {row.family or '?'}, {row.category}")
