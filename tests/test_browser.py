@@ -78,7 +78,8 @@ def page(browser, site):
     pg = context.new_page()
     pg.set_default_timeout(30_000)
     pg.goto(f"http://127.0.0.1:{site['port']}/")
-    wait_chart(pg, 90_000)
+    # The Pareto page (its chart only once a trial has a result: a stopped study may have none).
+    pg.get_by_role("heading", level=1, name="Pareto front").wait_for(timeout=90_000)
     yield pg
     context.close()
 
