@@ -42,6 +42,10 @@ from bench.app_study import build_study  # noqa: E402
 PAGES = ["Pareto front", "Learning curves", "Search analysis", "Compare trials", "Trial",
          "Export", "New search"]
 TITLES = {"Export": "Export a model"}
+# A chart drawn in the main page (st.plotly_chart) or in the live chart's frame (same origin).
+CHART_DRAWN_JS = ("() => !!document.querySelector('[data-testid=stMain] .js-plotly-plot') || "
+                  "[...document.querySelectorAll('[data-testid=stMain] iframe')].some(f => "
+                  "f.contentDocument && f.contentDocument.querySelector('.js-plotly-plot .main-svg'))")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -92,7 +96,7 @@ def _drawn(pg, name: str) -> None:
     pg.get_by_role("heading", level=1, name=TITLES.get(name, name)).first.wait_for()
     main = "[data-testid=stMain]"
     if name in ("Pareto front", "Learning curves", "Compare trials", "Trial"):
-        pg.locator(f"{main} .js-plotly-plot").first.wait_for()
+        pg.wait_for_function(CHART_DRAWN_JS)
     elif name == "Search analysis":
         pg.wait_for_function(f"document.querySelectorAll('{main} .js-plotly-plot').length >= 4")
     elif name == "Export":
