@@ -154,8 +154,9 @@ def parallel_coordinates(url: str, study: str, token: tuple,
     i = _accuracy_index(s)
     name = _objectives(s)[i]
     return Insight(parcoords(trials, i, name),
-                   note="Drag along an axis to keep the trials in a range (brushing); drag "
-                        "the range away to clear it. Log-scaled parameters are shown as log10.")
+                   note=f"{len(trials)} trials. Drag along an axis to keep the trials in a "
+                        "range (brushing); click outside the range to clear it. Log-scaled "
+                        "parameters are shown as log10.")
 
 
 def _axis(name: str, values: list, dist) -> dict:
@@ -182,12 +183,13 @@ def parcoords(trials: list[FrozenTrial], target: int, target_name: str) -> go.Fi
     y = [t.values[target] for t in trials]
     dims.append({"label": target_name, "values": y})
     fig = go.Figure(go.Parcoords(
-        dimensions=dims, labelangle=-20, labelside="bottom",
+        dimensions=dims, labelangle=-25, labelside="top",
+        labelfont={"size": 12}, rangefont={"size": 10}, tickfont={"size": 11},
         line={"color": y, "colorscale": "Viridis", "showscale": True,
               "colorbar": {"title": {"text": target_name}}}))
-    # Room for the angled labels below and the tick labels at both ends (they were clipped).
-    fig.update_layout(height=480, margin={"l": 80, "r": 80, "t": 40, "b": 110},
-                      title={"text": f"Parameters and {target_name} ({len(trials)} trials)"})
+    # Room above for the angled labels and each axis's top value, at both ends for the tick
+    # labels (they were clipped); the count goes in the page's caption, not over the labels.
+    fig.update_layout(height=500, margin={"l": 90, "r": 90, "t": 120, "b": 40})
     return fig
 
 

@@ -141,7 +141,9 @@ def runs_table(sel: Selection, rows: Sequence[TrialRow], epochs: dict[int, int |
                 .format(_formats(shown), na_rep=""))
     st.caption(f"{len(shown)} of {len(frame)} trials. Click a header to sort; choose a row "
                "to open its trial.")
+    height = min(36 * (len(shown) + 1) + 3, 640)  # up to ~17 rows before it scrolls
     event = st.dataframe(data, hide_index=True, column_order=order, column_config=_config(shown),
+                         height=height,
                          placeholder="", on_select="rerun", selection_mode="single-row",
                          key=f"runs_table:{key}")
     picked = event.selection.rows if event is not None else []
