@@ -126,6 +126,8 @@ def hypervolume_history(url: str, study: str, token: tuple,
         fig = optuna.visualization.plot_hypervolume_history(
             _subset(s, trials), reference_point=[v for _, v, _ in ref])
     _renumber(fig, trials)
+    if len(trials) > 200:  # a marker per trial is a smear at this size, and slow to draw
+        fig.update_traces(mode="lines")
     stated = ", ".join(f"{name} = {value:,.4g} ({why})" for name, value, why in ref)
     fig.update_layout(title={"text": f"Hypervolume of the feasible front<br><sup>reference "
                                      f"point: {stated}</sup>"},

@@ -223,6 +223,18 @@ def test_export_is_keyed_by_storage_study_and_trial(finished_search, tmp_path, m
     (tmp_path / "dl.pt").write_bytes(blob)
     model = engine.load_model(tmp_path / "dl.pt")
     assert sum(p.numel() for p in model.parameters()) == best.user_attrs[schema.TRIAL_PARAM_COUNT]
+    download = at.get("download_button")[0].proto
+    assert download.label == "Download checkpoint"
+    # ONNX too: a verified graph, named as what it is.
+    at.radio(key="export_format").set_value("onnx").run()
+    assert "export" not in at.session_state  # the checkpoint was built for the other format
+    at.button(key="export_button").click().run()
+    assert not at.exception and "ONNX model" in at.success[0].value
+    onnx_blob = at.session_state["export"]["blob"]
+    import onnx
+
+    onnx.checker.check_model(onnx.load_from_string(onnx_blob))
+    assert at.get("download_button")[0].proto.label == "Download ONNX"
     # Study zeta, the same trial number: nothing built for e2e may be offered.
     at.switch_page("views/pareto.py").run()
     at.sidebar.selectbox[0].select("zeta").run()
