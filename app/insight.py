@@ -23,6 +23,8 @@ __all__ = ["Insight", "hypervolume_history", "importances", "nice_step", "parall
 
 IMPORTANCE_SAMPLE = 300  # fANOVA fits a forest per objective: 729 trials took 12 s, 300 take 1
 IMPORTANCE_TREES = 16
+PARCOORDS_LINES = 1000  # lines drawn at most (WebGL in software slows past this; unreadable)
+PARCOORDS_TOP = 200  # of which the best by the target, always
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -155,10 +157,27 @@ def parallel_coordinates(url: str, study: str, token: tuple,
         return Insight(reason="Needs two trained feasible trials.")
     i = _accuracy_index(s)
     name = _objectives(s)[i]
-    return Insight(parcoords(trials, i, name),
-                   note=f"{len(trials)} trials. Drag along an axis to keep the trials in a "
+    drawn, sampled = _lines(trials, i, s.directions[i]), ""
+    if len(drawn) < len(trials):
+        sampled = (f" {len(drawn)} of them drawn: the {PARCOORDS_TOP} best by {name} and a "
+                   "fixed random sample of the rest (more lines are an unreadable block, and "
+                   "slow to draw).")
+    return Insight(parcoords(drawn, i, name),
+                   note=f"{len(trials)} trials.{sampled} Drag along an axis to keep the trials in a "
                         "range (brushing); click outside the range to clear it. Log-scaled "
                         "parameters are shown as log10.")
+
+
+def _lines(trials: list[FrozenTrial], target: int, direction) -> list[FrozenTrial]:
+    """At most :data:`PARCOORDS_LINES` trials: the best :data:`PARCOORDS_TOP` by the target
+    and a fixed random sample of the others, in trial order."""
+    if len(trials) <= PARCOORDS_LINES:
+        return trials
+    best_first = sorted(trials, key=lambda t: t.values[target],
+                        reverse=direction == optuna.study.StudyDirection.MAXIMIZE)
+    top, rest = best_first[:PARCOORDS_TOP], best_first[PARCOORDS_TOP:]
+    keep = top + random.Random(0).sample(rest, PARCOORDS_LINES - PARCOORDS_TOP)
+    return sorted(keep, key=lambda t: t.number)
 
 
 def _axis(name: str, values: list, dist) -> dict:

@@ -113,12 +113,21 @@ def _formats(frame: pd.DataFrame) -> dict[str, str]:
     return out
 
 
+@st.cache_resource(max_entries=16, show_spinner=False,
+                   hash_funcs={list: lambda _: 0, dict: lambda _: 0})
+def _table(url: str, study: str, token: tuple, numbers: tuple[int, ...],
+           rows: Sequence[TrialRow], epochs: dict) -> pd.DataFrame:
+    """:func:`table`, cached per data version and set of rows (the rows and epochs are
+    determined by the others, so they are not hashed)."""
+    return table(rows, epochs, study or "")
+
+
 def runs_table(sel: Selection, rows: Sequence[TrialRow], epochs: dict[int, int | None]
                ) -> int | None:
     """Draw the table with its column picker and filter; the trial number of a chosen row."""
     from app.common import show_error, trial_colour
 
-    frame = table(rows, epochs, sel.study or "")
+    frame = _table(sel.url, sel.study, sel.token, tuple(r.number for r in rows), rows, epochs)
     key = selection_key(sel)
     left, right = st.columns([2, 3])
     with left:

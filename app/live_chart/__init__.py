@@ -22,7 +22,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import streamlit.components.v1 as components
 
-__all__ = ["live_chart"]
+__all__ = ["figure_json", "live_chart"]
 
 _HERE = Path(__file__).resolve().parent
 
@@ -44,11 +44,19 @@ def _component():
     return components.declare_component("wavesearch_live_chart", path=str(folder))
 
 
-def live_chart(fig: go.Figure, *, key: str) -> int | None:
-    """Draw ``fig`` (give it a ``layout.uirevision`` to keep the zoom); the trial number of
-    a point the user clicked since the last call with this key, else None."""
+def figure_json(fig: go.Figure) -> str:
+    """The spec :func:`live_chart` draws (worth caching: at 10,000 points plotly takes a
+    second to validate and serialise a figure)."""
     fig.update_layout(template="plotly_white")  # st.plotly_chart's theme is not applied here
-    clicked = _component()(spec=fig.to_json(), key=key, default=None)
+    return fig.to_json()
+
+
+def live_chart(fig: go.Figure | str, *, key: str) -> int | None:
+    """Draw ``fig`` (a figure, or :func:`figure_json` of one; give it a ``layout.uirevision``
+    to keep the zoom); the trial number of a point the user clicked since the last call with
+    this key, else None."""
+    spec = fig if isinstance(fig, str) else figure_json(fig)
+    clicked = _component()(spec=spec, key=key, default=None)
     seen = st.session_state.setdefault("_live_chart_clicks", {})
     if not clicked or seen.get(key) == clicked.get("at"):
         return None

@@ -7,10 +7,25 @@ import streamlit as st
 
 from app import data, links
 from app.figures import AXES, param_axes, pareto_figure
-from app.live_chart import live_chart
+from app.live_chart import figure_json, live_chart
 from app.runs_table import runs_table
 from app.state import require_study
 from app.widgets import STATES, kept, selection_key, trial_filters
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _spec(url: str, study: str, token: tuple, numbers: tuple[int, ...], axis_name: str,
+          log_x: bool, revision: str) -> str | None:
+    """The chart's spec for these trials at this data version (cached: a figure of 10,000
+    points takes a second to build)."""
+    wanted = set(numbers)
+    rows = [r for r in data.rows(url, study, token) if r.number in wanted]
+    epochs = {n: c.get("train", {}).get("epochs") for n, c in data.configs(url, study, token).items()}
+    axes = {**AXES, **param_axes(rows)}
+    fig = pareto_figure(rows, axes[axis_name], data.info(url, study, token), epochs,
+                        log_x=log_x, revision=revision)
+    return None if fig is None else figure_json(fig)
+
 
 st.title("Pareto front")
 sel = require_study()
@@ -34,8 +49,8 @@ if sel:
     with right:
         log_x = kept(st.toggle, "log scale", "pareto_log", False)
     shown = trial_filters(sel, rows)
-    fig = pareto_figure(shown, axes[axis_name], info, epochs, log_x=bool(log_x),
-                        revision=f"{selection_key(sel)}:{axis_name}:{log_x}")
+    fig = _spec(sel.url, sel.study, sel.token, tuple(r.number for r in shown), axis_name,
+                bool(log_x), f"{selection_key(sel)}:{axis_name}:{log_x}")
     if fig is None:
         st.info("No trial has a result to plot yet: the first point appears when a trial "
                 "reports its first epoch." if shown else "No trial matches the filters.")
