@@ -98,7 +98,8 @@ def _drawn(pg, name: str) -> None:
     if name in ("Pareto front", "Learning curves", "Compare trials", "Trial"):
         pg.wait_for_function(CHART_DRAWN_JS)
     elif name == "Search analysis":
-        pg.wait_for_function(f"document.querySelectorAll('{main} .js-plotly-plot').length >= 4")
+        # hypervolume and two importances (the parallel coordinates only up to 300 trials)
+        pg.wait_for_function(f"document.querySelectorAll('{main} .js-plotly-plot').length >= 3")
     elif name == "Export":
         pg.get_by_role("button", name="Export checkpoint").wait_for()
     else:
