@@ -71,6 +71,15 @@ CROWD = 300  # above this many points, the rest is drawn small and faded under t
 WEBGL = 2000  # above this many points, WebGL (SVG slows the browser down)
 
 
+FADED = "#7d8597"
+
+
+def _short(v: float | None) -> float | None:
+    """Six significant digits: the chart cannot show more, and 10,000 points of 17 digits
+    make a spec of megabytes."""
+    return None if v is None else float(f"{v:.6g}")
+
+
 def progress_label(row: TrialRow, epochs: int | None) -> str:
     """``"epoch 2/3"`` for a trial that has reported epochs (``"epoch 2"`` without a total)."""
     done = len(row.curve)
@@ -140,9 +149,10 @@ def pareto_figure(rows: Sequence[TrialRow], axis: XAxis, info: StudyInfo,
             continue
         label, symbol, size = CATEGORIES[cat]
         faded = crowded and cat != "pareto" and cat != "running"
-        colours = [trial_colour(r.number) for r in pts]
+        # In a crowd, one colour: trial colours are unreadable there, and the spec shrinks.
+        colours = FADED if faded else [trial_colour(r.number) for r in pts]
         fig.add_trace(scatter(
-            x=[axis.value(r) for r in pts], y=[_accuracy(r) or 0.0 for r in pts],
+            x=[_short(axis.value(r)) for r in pts], y=[_short(_accuracy(r) or 0.0) for r in pts],
             mode="markers", name=label, legendgroup=cat, showlegend=False,
             opacity=0.35 if faded else 1.0,
             marker={"symbol": symbol, "size": 6 if faded else size, "color": colours,
