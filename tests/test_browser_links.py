@@ -196,6 +196,8 @@ def test_the_spec_is_checked_as_you_type(pg, site):
     _open(pg, site, "new_search")
     editor = pg.get_by_label("Spec (YAML): edit or paste")
     pg.get_by_text("Valid: study").wait_for()
+    pg.wait_for_function("() => (document.querySelector('textarea[aria-label=\"Spec (YAML): "
+                         "edit or paste\"]') || {value: ''}).value.includes('  lr: 0.003')")
     text = editor.input_value()
     line = text.splitlines().index("  lr: 0.003") + 1
     editor.click()
