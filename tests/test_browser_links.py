@@ -191,29 +191,3 @@ def test_resume_trains_the_study_chosen_in_the_sidebar(pg, site, tmp_path):
     assert complete("copied") > before["copied"]
     assert complete("orig") == before["orig"]  # the original is untouched
 
-
-def test_the_spec_is_checked_as_you_type(pg, site):
-    _open(pg, site, "new_search")
-    editor = pg.get_by_label("Spec (YAML): edit or paste")
-    pg.get_by_text("Valid: study").wait_for()
-    pg.wait_for_function("() => (document.querySelector('textarea[aria-label=\"Spec (YAML): "
-                         "edit or paste\"]') || {value: ''}).value.includes('  lr: 0.003')")
-    text = editor.input_value()
-    line = text.splitlines().index("  lr: 0.003") + 1
-    editor.click()
-    editor.press("Control+Home")
-    for _ in range(line - 1):
-        editor.press("ArrowDown")
-    editor.press("End")
-    editor.press("Backspace")
-    editor.press("Backspace")
-    editor.press("Backspace")
-    editor.press("Backspace")
-    editor.press("Backspace")
-    editor.type("-1")  # "  lr: -1", the cursor still in the editor: no blur, no Ctrl+Enter
-    alert = pg.locator("[data-testid=stMain] [data-testid=stAlert]", has_text="train")
-    alert.wait_for(timeout=30_000)
-    assert f"line {line}" in alert.inner_text()
-    assert editor.evaluate("e => document.activeElement === e")  # still typing
-    watch = next(f for f in pg.frames if "wavesearch_spec_watch" in f.url)
-    assert f"cursor: line {line}," in watch.locator("#where").inner_text()
