@@ -102,7 +102,10 @@ def _url_widget() -> str:
         ss[_W_URL] = ss[URL_KEY]
 
     def commit() -> None:
-        ss[URL_KEY] = ss[_W_URL]
+        # A blank box keeps the URL: a page switch during a session's first run can send the
+        # box's state before the browser filled it in (seen in chromium under load).
+        if (ss[_W_URL] or "").strip():
+            ss[URL_KEY] = ss[_W_URL]
 
     st.sidebar.text_input("Storage URL", key=_W_URL, on_change=commit,
                           help="sqlite:///PATH or postgresql+psycopg2://user@host/db")

@@ -80,6 +80,11 @@ def page(browser, site):
     pg.goto(f"http://127.0.0.1:{site['port']}/")
     # The Pareto page (its chart only once a trial has a result: a stopped study may have none).
     pg.get_by_role("heading", level=1, name="Pareto front").wait_for(timeout=90_000)
+    # The first run done (its last sidebar widget drawn, the storage URL filled in): a page
+    # switch during the first run could reach the server before the sidebar's widgets did.
+    pg.get_by_text("Live refresh").wait_for(timeout=90_000)
+    pg.wait_for_function("() => (document.querySelector('[data-testid=stSidebar] "
+                         "input[aria-label=\"Storage URL\"]') || {}).value")
     yield pg
     context.close()
 
