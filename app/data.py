@@ -1,9 +1,14 @@
 """Cached reads of the study storage, for every page.
 
-Cheap reads (the list of studies, a study's progress) live for a second; heavy reads (trial
-rows, configs, figures) are keyed by ``(url, study, token)``, where the token is the study's
-data version from :func:`probe`: a page shows new data as soon as the study changes, re-reads
-nothing while it does not, and nothing built for one selection is served for another.
+Nothing here loads every trial on a page run. The list of studies, their activity and a
+study's change mark are SQL counts (:mod:`storage.live`), polled every second or two. The
+trials are read through a reader kept open per study, which fetches only the trials that
+changed since its last read, and only when the change mark moved; what is built from them
+(rows, configs, figures) is cached under the mark's token, so a page switch on an unchanged
+study re-reads nothing.
+
+Heavy results are cached with ``st.cache_resource`` (shared, not copied: ``st.cache_data``
+would pickle 1,000 rows on every hit); callers treat them as read-only.
 """
 
 from __future__ import annotations
@@ -18,24 +23,25 @@ from typing import Any
 
 import streamlit as st
 
-from engine.errors import StorageError, WaveSearchError
+from engine.errors import StorageError
 from storage import (
     DriverInfo,
     SearchProgress,
-    StudyRecord,
+    StudySnapshot,
     TrialRecord,
     TrialRow,
     cap_for,
-    list_studies,
-    load_study,
+    change_mark,
     normalize_url,
-    read_trials,
-    search_progress,
-    trial_rows,
+    progress_of,
+    rows_of,
+    snapshot,
 )
+from storage import activity as _activity
+from storage import listing as _listing
 
 __all__ = ["StorageCheck", "StudyInfo", "StudyProbe", "activity", "check_storage", "configs",
-           "info", "probe", "rows", "studies"]
+           "info", "probe", "records", "rows", "studies", "study_snapshot"]
 
 PROBE_TTL_S = 1.0  # the watcher polls every couple of seconds; this only merges bursts
 
@@ -116,7 +122,7 @@ class StudyProbe:
 
     Attributes:
         token: Changes whenever a trial is added, changes state or reports an epoch, and
-            with every driver heartbeat; heavy reads are cached under it.
+            when a driver starts, stops or goes quiet; heavy reads are cached under it.
         progress: Finished / budget, running trials, live drivers, ETA (with fallbacks:
             the spec's budget when the study records none; an estimate from the elapsed
             time when no driver gives one).
@@ -124,6 +130,8 @@ class StudyProbe:
         eta_estimated: The ETA is the app's estimate, not a driver's.
         finished_token: Changes only when a trial finishes: figures of finished trials (the
             analysis page) are cached under it, so they are not recomputed every epoch.
+        eta_pending: No trial of this run has finished yet: any ETA would be a guess
+            (the first trial also pays for start-up), so none is shown.
     """
 
     token: tuple
@@ -131,6 +139,7 @@ class StudyProbe:
     drivers: tuple[DriverInfo, ...]
     eta_estimated: bool = False
     finished_token: tuple = ()
+    eta_pending: bool = False
 
     @property
     def live(self) -> bool:
@@ -140,66 +149,101 @@ class StudyProbe:
 
 @st.cache_data(ttl=PROBE_TTL_S, show_spinner=False)
 def studies(url: str) -> list[tuple[str, int]]:
-    """``(name, n_trials)`` of every study, by name."""
-    return [(s.name, s.n_trials) for s in list_studies(url)]
+    """``(name, n_trials)`` of every study, by name (one SQL count)."""
+    return _listing(url)
 
 
 @st.cache_data(ttl=PROBE_TTL_S, show_spinner=False)
+def token(url: str, study: str) -> tuple:
+    """The data version of ``study`` from a few SQL counts (raises StorageError: no study)."""
+    mark = change_mark(url, study)
+    if mark is None:
+        raise StorageError(f"no study named {study!r} (deleted meanwhile?)")
+    return mark.token
+
+
 def probe(url: str, study: str) -> StudyProbe:
-    """The progress and data version of ``study`` (one read of its trials)."""
-    s = load_study(url, study)
-    trials = read_trials(s)
-    progress = search_progress(s)
-    spec_search = StudyRecord.read(s).spec_search
+    """The progress and data version of ``study``: the trials are read (incrementally) only
+    when its counts changed."""
+    return _probe(url, study, token(url, study))
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def study_snapshot(url: str, study: str, token: tuple) -> StudySnapshot:
+    """The study's record and trials at data version ``token`` (read-only)."""
+    return snapshot(url, study)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _probe(url: str, study: str, token: tuple) -> StudyProbe:
+    snap = study_snapshot(url, study, token)
+    trials = snap.records
+    progress = progress_of(snap)
+    spec_search = snap.record.spec_search
     if progress.n_trials is None and progress.budget_epochs is None:
         # Studies begun before the budget was recorded: the spec's budget.
         progress = dataclasses.replace(progress, n_trials=spec_search.get("n_trials"),
                                        budget_epochs=spec_search.get("budget_epochs"))
-    ds = StudyRecord.read(s).drivers
-    eta = None
-    if progress.eta_s is None and (progress.running > 0 or progress.live_drivers > 0):
-        eta = _estimate_eta(trials, ds, progress)
-        progress = dataclasses.replace(progress, eta_s=eta)
+    ds = snap.record.drivers
+    eta, pending = None, False
+    if progress.running > 0 or progress.live_drivers > 0:
+        done = _done_this_run(trials, ds)
+        pending = done == 0
+        if progress.eta_s is None:
+            eta = _estimate_eta(trials, ds, progress, done)
+            progress = dataclasses.replace(progress, eta_s=eta)
     finished = tuple(t.number for t in trials if t.finished)
-    token = (len(trials), progress.finished, progress.running, progress.epochs, finished,
-             tuple((d.id, d.state, d.heartbeat_at) for d in ds))
-    return StudyProbe(token, progress, ds, eta is not None, finished_token=finished)
+    return StudyProbe(token, progress, ds, eta is not None, finished_token=finished,
+                      eta_pending=pending)
 
 
-def _estimate_eta(trials: list[TrialRecord], ds: tuple[DriverInfo, ...], p: SearchProgress) -> float | None:
-    """Seconds left at the pace of this run: trials finished since the search (re)started,
-    against the trials the budget still allows (None: no trial budget or no pace yet)."""
-    if not p.n_trials:
-        return None
+def _run_start(trials: tuple[TrialRecord, ...], ds: tuple[DriverInfo, ...]) -> float | None:
     live = [d.started_at for d in ds if d.live()]
     starts = [t.datetime_start.timestamp() for t in trials if t.datetime_start]
-    since = min(live) if live else min(starts, default=None)
+    return min(live) if live else min(starts, default=None)
+
+
+def _done_this_run(trials: tuple[TrialRecord, ...], ds: tuple[DriverInfo, ...]) -> int:
+    """Trials that count, finished since the search (re)started."""
+    since = _run_start(trials, ds)
     if since is None:
-        return None
-    done = sum(1 for t in trials if t.datetime_complete and t.datetime_complete.timestamp() >= since
-               and t.counts_as_trained)
-    if done == 0:
+        return 0
+    return sum(1 for t in trials if t.datetime_complete and t.counts_as_trained
+               and t.datetime_complete.timestamp() >= since)
+
+
+def _estimate_eta(trials: tuple[TrialRecord, ...], ds: tuple[DriverInfo, ...],
+                  p: SearchProgress, done: int) -> float | None:
+    """Seconds left at the pace of this run: trials finished since the search (re)started,
+    against the trials the budget still allows (None: no trial budget or no pace yet)."""
+    since = _run_start(trials, ds)
+    if not p.n_trials or since is None or done == 0:
         return None
     return max(0, p.n_trials - p.finished) * (time.time() - since) / done
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_resource(max_entries=64, show_spinner=False)
 def rows(url: str, study: str, token: tuple) -> list[TrialRow]:
-    """Every trial of ``study`` as a row (cached per data version)."""
-    return trial_rows(load_study(url, study))
+    """Every trial of ``study`` as a row (cached per data version; read-only)."""
+    return rows_of(study_snapshot(url, study, token))
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+def records(url: str, study: str, token: tuple) -> tuple[TrialRecord, ...]:
+    """Every trial's record (cached per data version; read-only)."""
+    return study_snapshot(url, study, token).records
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
 def configs(url: str, study: str, token: tuple) -> dict[int, dict[str, Any]]:
     """Trial number -> its recorded config (family, model, train), for trials that have one."""
-    return {t.number: t.config for t in read_trials(load_study(url, study))
+    return {t.number: t.config for t in study_snapshot(url, study, token).records
             if t.config is not None}
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_resource(max_entries=64, show_spinner=False)
 def info(url: str, study: str, token: tuple) -> StudyInfo:
     """The study's objectives, directions, caps and stored spec."""
-    r = StudyRecord.read(load_study(url, study))
+    r = study_snapshot(url, study, token).record
     return StudyInfo(objectives=r.objectives, directions=r.directions, cap_mb=r.cap_mb,
                      max_params=r.max_params, spec=r.spec, spec_hash=r.spec_hash,
                      constraints=r.constraints)
@@ -207,19 +251,10 @@ def info(url: str, study: str, token: tuple) -> StudyInfo:
 
 @st.cache_data(ttl=10, show_spinner=False)
 def activity(url: str, listing: tuple[tuple[str, int], ...]) -> dict[str, float]:
-    """Study -> Unix time of its latest activity (a trial started or ended, a heartbeat).
+    """Study -> Unix time of its latest activity (a trial started or ended, a heartbeat),
+    by SQL over every study at once.
 
     Args:
         listing: ``studies(url)``: a new study or trial is a new cache key.
     """
-    out = {}
-    for name, _ in listing:
-        try:
-            s = load_study(url, name)
-        except WaveSearchError:
-            continue
-        stamps = [d.timestamp() for t in s.get_trials(deepcopy=False)
-                  for d in (t.datetime_start, t.datetime_complete) if d is not None]
-        stamps += [d.heartbeat_at for d in StudyRecord.read(s).drivers]
-        out[name] = max(stamps, default=0.0)
-    return out
+    return _activity(url)

@@ -22,6 +22,7 @@ nav = st.navigation([
     st.Page("views/curves.py", title="Learning curves"),
     st.Page("views/analysis.py", title="Search analysis"),
     st.Page("views/compare.py", title="Compare trials"),
+    st.Page("views/trial.py", title="Trial"),
     st.Page("views/export.py", title="Export"),
     st.Page("views/new_search.py", title="New search"),
 ])

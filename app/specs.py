@@ -14,7 +14,7 @@ from typing import Any
 import streamlit as st
 import yaml
 
-__all__ = ["Checked", "key_line", "resume_text", "templates", "validate"]
+__all__ = ["Checked", "excerpt", "key_line", "resume_text", "templates", "validate"]
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 EDITOR_LABEL = "spec"  # the file name errors name for the editor's text
@@ -95,10 +95,29 @@ def validate(text: str) -> Checked:
     return Checked(study=spec.study.name, spec_hash=spec_hash(spec), summary=summary)
 
 
-def resume_text(spec: dict[str, Any], n_trials: int | None, budget_epochs: int | None) -> str:
-    """The YAML of a study's stored spec with a new budget (the search space unchanged)."""
+def resume_text(spec: dict[str, Any], n_trials: int | None, budget_epochs: int | None,
+                study: str | None = None) -> str:
+    """The YAML of a study's stored spec with a new budget (the search space unchanged).
+
+    Args:
+        study: The study to resume: its name replaces the stored ``study.name`` (a study
+            copied under another name stores its original's name; resuming must train the
+            study the user chose, not the original).
+    """
     search = dict(spec.get("search") or {})
     search["n_trials"] = n_trials
     if budget_epochs is not None or "budget_epochs" in search:
         search["budget_epochs"] = budget_epochs
-    return yaml.safe_dump({**spec, "search": search}, sort_keys=False)
+    out = {**spec, "search": search}
+    if study is not None:
+        out["study"] = {**(spec.get("study") or {}), "name": study}
+    return yaml.safe_dump(out, sort_keys=False)
+
+
+def excerpt(text: str, line: int, around: int = 3) -> str:
+    """The lines of ``text`` around 1-based ``line``, numbered, the line itself marked."""
+    lines = text.splitlines()
+    lo, hi = max(1, line - around), min(len(lines), line + around)
+    width = len(str(hi))
+    return "\n".join(f"{'>' if n == line else ' '} {n:>{width}} | {lines[n - 1]}"
+                     for n in range(lo, hi + 1))

@@ -7,7 +7,9 @@ page switch or rerun can never blank the storage URL or reset the study.
 
 While the selected study has running trials, a live driver or a search this app launched, a
 fragment polls it every :data:`LIVE_S` seconds (every :data:`IDLE_S` seconds otherwise, so
-new studies appear) and reruns the whole page when its data changed.
+new studies appear) and reruns the whole page when its data changed. A poll is a few SQL
+counts (:func:`app.data.token`), never a read of the trials. The sidebar's "Live refresh"
+switch turns the polling off; charts keep the user's zoom across refreshes either way.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import common, data
+from app import common, data, links
 from app.runs import Registry, SearchLauncher, SearchRun, run_dir
 from engine.errors import WaveSearchError
 from engine.units import format_duration
@@ -29,7 +31,8 @@ __all__ = ["IDLE_S", "LIVE_S", "Selection", "current", "launcher", "require_stud
            "select_study_when_it_appears", "sidebar"]
 
 LIVE_S = 2.0  # seconds between refreshes while a search runs
-IDLE_S = 4.0  # seconds between checks for new studies and new searches otherwise
+IDLE_S = 5.0  # seconds between checks for new studies and new searches otherwise
+LIVE_KEY = "live_refresh"  # the sidebar's switch: off, the page does not refresh itself
 URL_KEY = "storage_url"
 STUDY_KEY = "study_by_url"  # {storage url: chosen study}
 PENDING_KEY = "pending_study"  # {storage url: study a launched search will create}
@@ -99,7 +102,10 @@ def _url_widget() -> str:
         ss[_W_URL] = ss[URL_KEY]
 
     def commit() -> None:
-        ss[URL_KEY] = ss[_W_URL]
+        # A blank box keeps the URL: a page switch during a session's first run can send the
+        # box's state before the browser filled it in (seen in chromium under load).
+        if (ss[_W_URL] or "").strip():
+            ss[URL_KEY] = ss[_W_URL]
 
     st.sidebar.text_input("Storage URL", key=_W_URL, on_change=commit,
                           help="sqlite:///PATH or postgresql+psycopg2://user@host/db")
@@ -112,9 +118,11 @@ def _choose_study(url: str, listing: list[tuple[str, int]],
     names = [n for n, _ in listing]
     chosen: dict[str, str] = ss.setdefault(STUDY_KEY, {})
     pending: dict[str, str] = ss.setdefault(PENDING_KEY, {})
-    if url not in chosen:  # a new session (or a reload) while a launched search starts up
+    if url not in chosen:  # a new session (a reload, a link), or a launched search starting
+        if links.requested_study() in names:
+            chosen[url] = links.requested_study()
         starting = [r.study for r in runs if r.alive() and r.study not in names]
-        if starting:
+        if starting:  # followed even over the link's study: it was launched from here
             pending.setdefault(url, starting[0])
     if pending.get(url) in names:
         chosen[url] = pending.pop(url)
@@ -152,7 +160,11 @@ def _progress(sel: Selection) -> None:
     else:
         st.sidebar.caption(" · ".join(parts))
     if sel.probe.live:
-        eta = format_duration(p.eta_s, precise=True) + (" (estimate)" if sel.probe.eta_estimated else "")
+        if sel.probe.eta_pending:  # the first trial also pays for start-up: no pace yet
+            eta = "after the first trial"
+        else:
+            eta = format_duration(p.eta_s, precise=True) + (" (estimate)" if sel.probe.eta_estimated
+                                                            else "")
         st.sidebar.caption(f"{p.running} running · ETA {eta}"
                            + (f" · deadline {common.when(p.deadline)}" if p.deadline else ""))
     elif p.fraction is not None and p.fraction < 1 and not sel.live:
@@ -188,11 +200,18 @@ def sidebar() -> Selection:
                     probe = None  # deleted meanwhile: the next run picks another
             sel = Selection(check, tuple(n for n, _ in listing), study, probe, runs)
     _progress(sel)
-    if sel.live:
+    follow = st.sidebar.toggle("Live refresh", value=True, key=LIVE_KEY,
+                               help="off: the page stays as it is until you change something "
+                                    "(charts keep their zoom either way)")
+    if sel.live and follow:
         st.sidebar.caption(f"Live: refreshing every {LIVE_S:g} s")
+    elif sel.live:
+        st.sidebar.caption("Live refresh is off: new results appear when it is on again.")
     st.session_state["_selection"] = sel
     st.session_state["_seen"] = _fingerprint(sel)
-    _watch(LIVE_S if sel.live else IDLE_S)
+    links.show_study(sel.study)
+    if follow:
+        _watch(LIVE_S if sel.live else IDLE_S)
     return sel
 
 
@@ -208,7 +227,7 @@ def _fingerprint(sel: Selection) -> tuple:
         try:
             names = tuple(data.studies(sel.url))
             if sel.study in dict(names):
-                token = data.probe(sel.url, sel.study).token
+                token = data.token(sel.url, sel.study)
         except WaveSearchError:
             pass
     runs = tuple((r.id, r.status) for r in launcher().runs() if r.storage_url == sel.url)

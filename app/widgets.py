@@ -11,10 +11,13 @@ import streamlit as st
 from app.state import Selection
 from storage import TrialRow
 
-__all__ = ["STATES", "kept", "selection_key", "trial_filters"]
+__all__ = ["STATES", "kept", "ranked_choices", "selection_key", "trial_filters"]
+
+CHOICES = 400  # trials a picker lists at most (each option travels to the browser every run)
 
 # Trial categories in the order the filters list them.
-STATES = ("pareto", "dominated", "infeasible", "running", "pruned", "fail", "waiting")
+STATES = ("pareto", "dominated", "infeasible", "running", "pruned", "fail", "interrupted",
+          "waiting")
 
 
 def selection_key(sel: Selection) -> str:
@@ -68,3 +71,14 @@ def trial_filters(sel: Selection, rows: Sequence[TrialRow]) -> list[TrialRow]:
                    placeholder="all states")
     fam, stt = set(fam or families), set(stt or states)
     return [r for r in rows if (r.family or "?") in fam and r.category in stt]
+
+
+def ranked_choices(rows: Sequence[TrialRow], keep: Sequence[int] = (),
+                   limit: int = CHOICES) -> list[int]:
+    """Trial numbers a picker offers, best first: the front, then by validation accuracy,
+    then the rest by number; at most ``limit`` of them plus ``keep`` (the current choice)."""
+    ranked = sorted(rows, key=lambda r: (not r.pareto, not r.feasible,
+                                         -(r.val_accuracy if r.val_accuracy is not None
+                                           else -1.0), r.number))
+    out = [r.number for r in ranked[:limit]]
+    return out + [n for n in keep if n not in out and any(r.number == n for r in rows)]

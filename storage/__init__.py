@@ -14,6 +14,8 @@ from storage.backend import (
     open_storage,
     redact,
 )
+from storage.front import front_2d, front_numbers
+from storage.live import ChangeMark, StudySnapshot, activity, change_mark, listing, snapshot
 from storage.prepare import prepare_database
 from storage.record import (
     BudgetRecord,
@@ -33,12 +35,24 @@ from storage.views import (
     is_feasible,
     memory_cap_mb,
     pareto_numbers,
+    progress_of,
+    rows_of,
     search_progress,
     trial_rows,
 )
 
 __all__ = [
     "BudgetRecord",
+    "ChangeMark",
+    "StudySnapshot",
+    "activity",
+    "change_mark",
+    "front_2d",
+    "front_numbers",
+    "listing",
+    "progress_of",
+    "rows_of",
+    "snapshot",
     "DriverInfo",
     "SQLArtifactStore",
     "SearchProgress",

@@ -12,10 +12,13 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from storage.record import BudgetRecord, DriverInfo, StudyRecord, TrialRecord, read_trials
+from storage.front import front_numbers
+from storage.live import StudySnapshot
+from storage.record import BudgetRecord, DriverInfo, StudyRecord, TrialRecord
 
 __all__ = ["DriverInfo", "SearchProgress", "TrialRow", "best_accuracy_trial", "drivers",
-           "is_feasible", "memory_cap_mb", "pareto_numbers", "search_progress", "trial_rows"]
+           "is_feasible", "memory_cap_mb", "pareto_numbers", "progress_of", "rows_of",
+           "search_progress", "trial_rows"]
 
 
 def memory_cap_mb(study: optuna.Study) -> float | None:
@@ -58,10 +61,14 @@ class TrialRow:
     params: dict[str, Any] = field(default_factory=dict)
     curve: list[float] = field(default_factory=list)
     switched_at: int | None = None
+    interrupted: bool = False
 
     @property
     def category(self) -> str:
-        """'pareto', 'dominated', 'infeasible', or the state for unfinished trials."""
+        """'pareto', 'dominated', 'infeasible', 'interrupted' (cut off by a stopped search,
+        queued again), or the state for other unfinished trials."""
+        if self.interrupted:
+            return "interrupted"
         if self.state != "COMPLETE":
             return self.state.lower()
         if not self.feasible:
@@ -71,33 +78,41 @@ class TrialRow:
 
 def trial_rows(study: optuna.Study) -> list[TrialRow]:
     """Every trial of ``study`` as a :class:`TrialRow`, in trial-number order."""
-    front = pareto_numbers(study)
-    objectives = StudyRecord.read(study).objectives
+    return rows_of(StudySnapshot.of(study))
+
+
+def rows_of(snap: StudySnapshot) -> list[TrialRow]:
+    """Every trial of a snapshot as a :class:`TrialRow`, in trial-number order."""
+    front = front_numbers(snap.records, snap.record.directions)
+    objectives = snap.record.objectives
     rows = []
-    for r in read_trials(study):
+    for r in snap.records:
         # Objective values are the record of truth; the recorded fields fill in the rest.
         told = {m: v for m, v in zip(objectives, r.values or (), strict=False)
                 if isinstance(v, (int, float)) and math.isfinite(v)}
         pc = told.get("param_count", r.param_count)
+        # A candidate rejected before training has no accuracy (its objective value is a
+        # placeholder for the sampler; a repeat of a trained one has that one's); an
+        # interrupted trial's numbers are those of an epoch it never finished the run of (its
+        # parameters run again), so none are shown.
+        no_result = (r.screened_out and r.reused_from is None) or r.interrupted
         rows.append(TrialRow(
             number=r.number,
             state=r.state.name,
             family=r.family,
-            # A candidate rejected before training has no accuracy (its objective value is a
-            # placeholder for the sampler); a repeat of a trained one has that one's.
-            val_accuracy=(None if r.screened_out and r.reused_from is None
-                          else told.get("val_accuracy", r.val_accuracy)),
+            val_accuracy=None if no_result else told.get("val_accuracy", r.val_accuracy),
             peak_memory_mb=told.get("peak_memory_mb", r.peak_memory_mb),
             param_count=None if pc is None else int(pc),
             memory_method=r.memory_method,
             feasible=r.feasible,
             pareto=r.number in front,
             epochs_run=r.epochs_run,
-            wall_time_s=r.wall_time_s,
+            wall_time_s=None if r.interrupted else r.wall_time_s,
             reason=r.reason,
             params=dict(r.params),
             curve=r.learning_curve,
             switched_at=r.switched_at,
+            interrupted=r.interrupted,
         ))
     return rows
 
@@ -166,9 +181,14 @@ class SearchProgress:
 def search_progress(study: optuna.Study, now: float | None = None) -> SearchProgress:
     """The progress of ``study``'s search against its recorded budget (trials count as
     :attr:`~storage.record.TrialRecord.counts_as_trained` says, as the search's budget does)."""
-    rec = StudyRecord.read(study)
+    return progress_of(StudySnapshot.of(study), now)
+
+
+def progress_of(snap: StudySnapshot, now: float | None = None) -> SearchProgress:
+    """:func:`search_progress` of a snapshot."""
+    rec = snap.record
     budget = rec.budget or BudgetRecord()
-    trials = read_trials(study)
+    trials = snap.records
     live = [d for d in rec.drivers if d.live(now)]
     freshest = max(live, key=lambda d: d.heartbeat_at, default=None)
     return SearchProgress(

@@ -161,3 +161,28 @@ def app_server(url: str, run_dir: Path, cwd: Path) -> Iterator[tuple[subprocess.
 
 def chromium_path() -> str | None:
     return shutil.which("chromium")
+
+
+def chart_spec(at, key: str) -> dict:
+    """The Plotly figure (as JSON) of the chart with ``key`` on an AppTest page: drawn by
+    ``st.plotly_chart`` or by the app's live chart component (app/live_chart)."""
+    import json
+
+    for c in at.get("plotly_chart"):
+        if key in c.proto.id:
+            return json.loads(c.proto.spec)
+    for c in at.get("component_instance"):
+        if c.proto.id.endswith(key):
+            return json.loads(json.loads(c.proto.json_args)["spec"])
+    raise LookupError(f"no chart with key {key!r}")
+
+
+# A chart drawn in the main page (st.plotly_chart) or in the live chart's frame (same origin).
+CHART_DRAWN_JS = ("() => !!document.querySelector('[data-testid=stMain] .js-plotly-plot') || "
+                  "[...document.querySelectorAll('[data-testid=stMain] iframe')].some(f => "
+                  "f.contentDocument && f.contentDocument.querySelector('.js-plotly-plot .main-svg'))")
+
+
+def wait_chart(pg, timeout_ms: float = 30_000) -> None:
+    """Wait until the page shows a Plotly chart (see :data:`CHART_DRAWN_JS`)."""
+    pg.wait_for_function(CHART_DRAWN_JS, timeout=timeout_ms)

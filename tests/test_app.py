@@ -20,7 +20,7 @@ from app.common import escape_markdown, trial_colour
 from app.runs import Registry, SearchRun
 from app.specs import key_line, resume_text
 from storage import load_study, schema
-from tests._app_helpers import free_port, port_open, seed_study, wait_http
+from tests._app_helpers import chart_spec, free_port, port_open, seed_study, wait_http
 from tests.conftest import ROOT, descendants, tiny_spec_dict
 
 MAIN = str(ROOT / "app" / "main.py")
@@ -44,8 +44,7 @@ def _app() -> AppTest:
 
 
 def _chart(at: AppTest, key: str) -> dict:
-    return json.loads(next(c for c in at.get("plotly_chart") if c.proto.id.endswith(key)
-                           or key in c.proto.id).proto.spec)
+    return chart_spec(at, key)
 
 
 def _sidebar(at: AppTest) -> tuple[str, str | None]:
@@ -164,7 +163,7 @@ def test_filters_and_axis_choice(two_studies):
     fam.set_value(["cxv"]).run()
     table = at.dataframe[0].value
     assert set(table["family"]) == {"cxv"}
-    at.radio[0].set_value("parameters").run()
+    next(s for s in at.selectbox if s.label == "x axis").set_value("parameters").run()
     fig = _chart(at, "pareto_chart")
     assert fig["layout"]["xaxis"]["title"]["text"] == "parameters"
     xs = {x for t in fig["data"] for x in t["x"] if x is not None}
@@ -224,6 +223,18 @@ def test_export_is_keyed_by_storage_study_and_trial(finished_search, tmp_path, m
     (tmp_path / "dl.pt").write_bytes(blob)
     model = engine.load_model(tmp_path / "dl.pt")
     assert sum(p.numel() for p in model.parameters()) == best.user_attrs[schema.TRIAL_PARAM_COUNT]
+    download = at.get("download_button")[0].proto
+    assert download.label == "Download checkpoint"
+    # ONNX too: a verified graph, named as what it is.
+    at.radio(key="export_format").set_value("onnx").run()
+    assert "export" not in at.session_state  # the checkpoint was built for the other format
+    at.button(key="export_button").click().run()
+    assert not at.exception and "ONNX model" in at.success[0].value
+    onnx_blob = at.session_state["export"]["blob"]
+    import onnx
+
+    onnx.checker.check_model(onnx.load_from_string(onnx_blob))
+    assert at.get("download_button")[0].proto.label == "Download ONNX"
     # Study zeta, the same trial number: nothing built for e2e may be offered.
     at.switch_page("views/pareto.py").run()
     at.sidebar.selectbox[0].select("zeta").run()
@@ -280,23 +291,26 @@ def test_a_study_resumes_from_the_app_and_stops_like_ctrl_c(two_studies, tmp_pat
     from app.runs import session_pids
     from engine.spec import parse_spec, spec_hash
 
+    # A study copied under another name keeps its original's spec (study.name "resumable"):
+    # resuming it must train the copy, the study chosen in the sidebar.
     spec = parse_spec(tiny_spec_dict("resumable"))
-    study = seed_study(two_studies, "resumable", n_done=2, n_trials=2)
+    study = seed_study(two_studies, "copied", n_done=2, n_trials=2)
     study.set_user_attr(schema.STUDY_SPEC, spec.model_dump(mode="json"))
     study.set_user_attr(schema.STUDY_SPEC_HASH, spec_hash(spec))
     at = _app().run()
-    at.sidebar.selectbox[0].select("resumable").run()
+    at.sidebar.selectbox[0].select("copied").run()
     at.switch_page("views/new_search.py").run()
-    assert next(s for s in at.selectbox if s.label == "Study").value == "resumable"
+    assert any("Resume study **copied**" in m.value for m in at.markdown)
     total = next(n for n in at.number_input if n.label == "Total trials")
-    assert total.value == max(spec.search.n_trials, 2 + 1)  # the budget, or one more trial
+    assert total.value == 3  # the recorded budget (2 trials, as the sidebar says), or one more
     total.set_value(5).run()
     assert not at.error
     at.button(key="resume_search").click().run()
     assert not at.exception
     run = Registry(tmp_path / "runs").runs()[0]
-    assert (run.study, run.kind, run.storage_url) == ("resumable", "resume", two_studies)
+    assert (run.study, run.kind, run.storage_url) == ("copied", "resume", two_studies)
     launched = parse_spec(yaml.safe_load(run.spec_path.read_text()))
+    assert launched.study.name == "copied"
     assert spec_hash(launched) == spec_hash(spec) and launched.search.n_trials == 5
     at.button(key=f"stop:{run.id}").click().run()  # SIGINT, as Ctrl-C
     deadline = time.time() + 60
@@ -309,7 +323,7 @@ def test_a_study_resumes_from_the_app_and_stops_like_ctrl_c(two_studies, tmp_pat
     assert not session_pids(run.pid)
     at.run()
     assert Registry(tmp_path / "runs").runs()[0].status == "stopped"
-    assert any("resumable: stopped" in e.label.replace("\\", "") for e in at.expander)
+    assert any("copied: stopped" in e.label.replace("\\", "") for e in at.expander)
 
 
 def test_the_registry_finds_runs_again(tmp_path):

@@ -29,6 +29,7 @@ from tests._app_helpers import (
     port_open,
     seed_study,
     tiny_search_yaml,
+    wait_chart,
 )
 from tests.conftest import descendants
 
@@ -36,9 +37,9 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(chromium_path() is None,
                                  reason="chromium is not installed (apt-get install chromium)")]
 
-PAGES = ["Pareto front", "Learning curves", "Search analysis", "Compare trials", "Export",
-         "New search"]
-TITLES = {"Compare trials": "Compare two trials", "Export": "Export a model"}
+PAGES = ["Pareto front", "Learning curves", "Search analysis", "Compare trials", "Trial",
+         "Export", "New search"]
+TITLES = {"Export": "Export a model"}
 
 
 @pytest.fixture(scope="module")
@@ -77,15 +78,28 @@ def page(browser, site):
     pg = context.new_page()
     pg.set_default_timeout(30_000)
     pg.goto(f"http://127.0.0.1:{site['port']}/")
-    pg.locator(".js-plotly-plot").first.wait_for(timeout=90_000)
+    # The Pareto page (its chart only once a trial has a result: a stopped study may have none).
+    pg.get_by_role("heading", level=1, name="Pareto front").wait_for(timeout=90_000)
+    # The first run done (its last sidebar widget drawn, the storage URL filled in): a page
+    # switch during the first run could reach the server before the sidebar's widgets did.
+    pg.get_by_text("Live refresh").wait_for(timeout=90_000)
+    pg.wait_for_function("() => (document.querySelector('[data-testid=stSidebar] "
+                         "input[aria-label=\"Storage URL\"]') || {}).value")
     yield pg
     context.close()
 
 
 def go(pg, name: str) -> None:
     """Open a page from the sidebar and wait for its title."""
-    pg.locator("[data-testid=stSidebarNavLink]", has_text=name).click()
-    pg.get_by_role("heading", level=1, name=TITLES.get(name, name)).wait_for()
+    link = pg.locator("[data-testid=stSidebarNavLink]").filter(
+        has_text=re.compile(f"^{re.escape(name)}$"))
+    heading = pg.get_by_role("heading", level=1, name=TITLES.get(name, name))
+    link.click()
+    try:
+        heading.wait_for(timeout=20_000)
+    except Exception:  # the click landed while the page refreshed itself: once more
+        link.click()
+        heading.wait_for()
 
 
 def study_box(pg):
@@ -133,10 +147,12 @@ def wait_sidebar(pg, pattern: str, timeout_s: float, absent: bool = False) -> st
 def wait_content(pg, name: str) -> None:
     """Wait for what each page draws."""
     if name in ("Pareto front", "Learning curves", "Compare trials"):
-        pg.locator("[data-testid=stMain] .js-plotly-plot").first.wait_for()
+        wait_chart(pg)
     elif name == "Search analysis":
         pg.wait_for_function("document.querySelectorAll('[data-testid=stMain] .js-plotly-plot')"
                              ".length >= 4")
+    elif name == "Trial":
+        pg.get_by_role("heading", level=2, name=re.compile(r"^Trial \d+:")).wait_for()
     elif name == "Export":
         pg.get_by_role("button", name="Export checkpoint").wait_for()
     else:  # the editor, its template checked like `engine validate`
@@ -152,8 +168,8 @@ def test_pages_load_and_the_selection_survives_switching(page, site, shots):
         pg.screenshot(path=str(shots / f"{name.replace(' ', '_').lower()}.png"), full_page=True)
     assert pg.get_by_text("Deploy", exact=True).count() == 0  # client.toolbarMode viewer
     choose_study(pg, "alpha")
-    for i in range(12):  # back and forth, twice through every page
-        name = PAGES[i % len(PAGES)] if i < 6 else PAGES[::-1][i % len(PAGES)]
+    for i in range(2 * len(PAGES)):  # back and forth, twice through every page
+        name = PAGES[i % len(PAGES)] if i < len(PAGES) else PAGES[::-1][i % len(PAGES)]
         go(pg, name)
         wait_content(pg, name)
         assert pg.get_by_role("textbox", name="Storage URL").input_value() == site["url"], name
@@ -185,7 +201,7 @@ def test_new_studies_appear_and_errors_show_literally(page, site, shots):
     pg.screenshot(path=str(shots / "missing_storage.png"), full_page=True)
     box.fill(site["url"])
     box.press("Enter")
-    pg.locator("[data-testid=stMain] .js-plotly-plot").first.wait_for()
+    wait_chart(pg)
 
 
 def _run(site, study: str) -> dict:
@@ -252,7 +268,7 @@ def test_start_watch_export_and_stop_searches(page, site, shots, tmp_path):
     assert chosen_study(pg) == "web1"  # the launched study was selected when it appeared
     text = wait_sidebar(pg, r"Live: refreshing", 30, absent=True)  # refreshing stops at the end
     assert "2 of 2 trials" in text
-    pg.locator("[data-testid=stMain] .js-plotly-plot").first.wait_for()
+    wait_chart(pg)
     pg.screenshot(path=str(shots / "web1_finished.png"), full_page=True)
 
     go(pg, "Export")
@@ -261,7 +277,9 @@ def test_start_watch_export_and_stop_searches(page, site, shots, tmp_path):
     pg.get_by_text("ready").wait_for(timeout=120_000)
     with pg.expect_download() as dl:
         pg.get_by_role("button", name="Download checkpoint").click()
-    path = tmp_path / "web1.pt"
+    assert dl.value.suggested_filename == "web1-trial{}.safetensors".format(
+        dl.value.suggested_filename.split("trial")[1].split(".")[0])  # what the file is
+    path = tmp_path / "web1.safetensors"
     dl.value.save_as(path)
     model = engine.load_model(path)
     study = load_study(site["url"], "web1")

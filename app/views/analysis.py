@@ -20,6 +20,8 @@ def show(item: insight.Insight, key: str) -> None:
         st.caption(escape_markdown(item.note))
 
 
+PARCOORDS_AUTO = 300  # trained trials up to which the parallel coordinates are drawn unasked
+
 st.title("Search analysis")
 sel = require_study()
 if sel:
@@ -33,7 +35,14 @@ if sel:
     st.subheader("Hypervolume history")
     show(insight.hypervolume_history(sel.url, sel.study, done, fam), "hypervolume_chart")
     st.subheader("Parallel coordinates")
-    show(insight.parallel_coordinates(sel.url, sel.study, done, fam), "parallel_chart")
+    # WebGL: drawing it costs a browser without graphics acceleration 2 s at every visit,
+    # so a large study draws it on request (the choice is kept).
+    trained = sum(r.state == "COMPLETE" and r.feasible and r.val_accuracy is not None
+                  for r in rows)
+    if kept(st.toggle, "Draw the parallel coordinates", f"parcoords:{selection_key(sel)}",
+            trained <= PARCOORDS_AUTO, help=f"on by default up to {PARCOORDS_AUTO} trained "
+                                            "trials; brushing works on the drawn chart"):
+        show(insight.parallel_coordinates(sel.url, sel.study, done, fam), "parallel_chart")
     st.subheader("Parameter importance")
     for i, (name, item) in enumerate(insight.importances(sel.url, sel.study, done, fam)):
         st.markdown(f"**{escape_markdown(name)}**")

@@ -1,20 +1,13 @@
-"""Export a trial as a checkpoint that rebuilds its model, offered as a download.
-
-A built checkpoint is kept with the (storage, study, trial) it was built for and dropped as
-soon as any of them changes, so the download always holds the model the page names.
-"""
+"""Export a trial as a checkpoint that rebuilds its model, or as ONNX, offered as a download."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from app import data
-from app.common import escape_markdown, show_error
+from app import data, links
+from app.exporting import export_panel
 from app.state import require_study
-from app.widgets import kept, selection_key
-from engine.errors import WaveSearchError
-
-EXPORT_KEY = "export"  # {"for": (url, study, trial), "blob": bytes, "metrics": dict}
+from app.widgets import kept, ranked_choices, selection_key
 
 st.title("Export a model")
 sel = require_study()
@@ -22,39 +15,17 @@ if sel:
     rows = [r for r in data.rows(sel.url, sel.study, sel.token)
             if r.state == "COMPLETE" and r.feasible and r.val_accuracy is not None]
     if not rows:
-        st.session_state.pop(EXPORT_KEY, None)
         st.info("No feasible finished trial yet.")
     else:
         # Default: the best-accuracy Pareto point, as `engine export` chooses.
-        rows.sort(key=lambda r: (not r.pareto, -(r.val_accuracy or 0.0)))
+        rows = sorted(rows, key=lambda r: (not r.pareto, -(r.val_accuracy or 0.0)))
+        asked = links.requested_trial()
+        offered = set(ranked_choices(rows, keep=[] if asked is None else [asked]))
         labels = {r.number: f"trial {r.number}: {r.family}, val acc {r.val_accuracy:.4f}, "
                             f"{r.peak_memory_mb or 0:.1f} MB, {r.param_count or 0:,} params"
-                            f"{' (Pareto)' if r.pareto else ''}" for r in rows}
+                            f"{' (Pareto)' if r.pareto else ''}" for r in rows
+                  if r.number in offered}
         number = kept(st.selectbox, "Trial", f"export_trial:{selection_key(sel)}",
-                      rows[0].number, list(labels), format_func=labels.get)
-        target = (sel.url, sel.study, number)
-        if (st.session_state.get(EXPORT_KEY) or {}).get("for") != target:
-            st.session_state.pop(EXPORT_KEY, None)  # built for another storage, study or trial
-        with_test = st.checkbox("Measure test accuracy (the search never saw the test split)",
-                                value=True, key="export_with_test")
-        if st.button("Export checkpoint", key="export_button"):
-            from engine.export import build_checkpoint, checkpoint_bytes  # torch only here
-
-            try:
-                with st.spinner(f"Rebuilding trial {number}…"):
-                    ckpt = build_checkpoint(sel.url, sel.study, trial_number=number,
-                                            test_accuracy=with_test)
-            except WaveSearchError as e:
-                show_error(str(e))
-            else:
-                st.session_state[EXPORT_KEY] = {"for": target, "blob": checkpoint_bytes(ckpt),
-                                                "metrics": ckpt["metrics"]}
-        built = st.session_state.get(EXPORT_KEY)
-        if built and built["for"] == target:
-            st.success(f"Checkpoint of trial {number} of study {escape_markdown(sel.study)} ready "
-                       f"({len(built['blob']) / 1024:.0f} KiB).")
-            st.json(built["metrics"])
-            st.download_button("Download checkpoint", data=built["blob"], key="download",
-                               file_name=f"{sel.study}-trial{number}.pt",
-                               mime="application/octet-stream")
-            st.caption("Load it with engine.load_model(path).")
+                      asked if asked in labels else rows[0].number, list(labels),
+                      format_func=labels.get)
+        export_panel(sel, number)

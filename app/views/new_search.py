@@ -15,6 +15,7 @@ from app.widgets import kept
 from engine.units import format_duration
 
 LOG_LINES = 60
+EDITOR = "Spec (YAML): edit or paste"
 
 
 def _log_view(run: SearchRun) -> None:
@@ -97,16 +98,23 @@ def _editor() -> str:
                    placeholder=f"the editor starts with {first}" if first else "none")
     right.file_uploader("or upload a spec", type=["yaml", "yml"], key="_w_upload",
                         on_change=load_upload)
-    return kept(st.text_area, "Spec (YAML): edit or paste", "spec_text", "", height=420)
+    return kept(st.text_area, EDITOR, "spec_text", "", height=420)
+
+
+def _check(text: str) -> specs.Checked:
+    return specs.validate(text) if text.strip() else specs.Checked(error="the spec is empty")
 
 
 def _start(sel: state.Selection) -> None:
     text = _editor()
-    checked = specs.validate(text) if text.strip() else specs.Checked(error="the spec is empty")
+    shown = text
+    checked = _check(shown)
     conflict = None
     if checked.error:
         where = f" (line {checked.line})" if checked.line else ""
         common.show_error(f"{checked.error}{where}")
+        if checked.line:  # the editor shows no line numbers: show the lines it means
+            st.code(specs.excerpt(shown, checked.line), language=None)
     else:
         st.success(common.escape_markdown(f"Valid: {checked.summary}."))
         if checked.study in sel.studies and not sel.storage.missing_file:
@@ -131,25 +139,33 @@ def _resume(sel: state.Selection) -> None:
     if not sel.studies:
         st.info("No study in this storage yet.")
         return
-    study = kept(st.selectbox, "Study", "resume_study", sel.study, list(sel.studies))
-    probe = data.probe(sel.url, study)
+    study = sel.study  # the sidebar's study, which every page shows
+    if study is None or sel.probe is None:
+        st.info("Choose a study in the sidebar.")
+        return
+    st.markdown(f"Resume study **{common.escape_markdown(study)}** (the study chosen in the "
+                "sidebar).")
+    probe = sel.probe
     info = data.info(sel.url, study, probe.token)
     if not info.spec:
         st.info("This study has no stored spec: resume it with engine search SPEC.")
         return
     p = probe.progress
-    st.caption(f"{p.finished} trials finished, {p.epochs} epochs trained so far"
+    # The same count as the sidebar's and the search's budget (TrialRecord.counts_as_trained).
+    st.caption(f"{p.finished} trials count towards the budget, {p.epochs} epochs trained so far"
                + (f"; {p.running} running now" if p.running else "") + ".")
     search = info.spec.get("search") or {}
     left, right = st.columns(2)
     n = left.number_input("Total trials", min_value=1, step=1, key=f"resume_n:{study}",
-                          value=int(max(search.get("n_trials") or 0, p.finished + 1)))
+                          value=int(max(p.n_trials or search.get("n_trials") or 0,
+                                        p.finished + 1)))
     epochs = None
     if search.get("budget_epochs") is not None:
         epochs = right.number_input("Total epochs", min_value=1, step=1,
                                     key=f"resume_e:{study}",
                                     value=int(max(search["budget_epochs"], p.epochs + 1)))
-    text = specs.resume_text(info.spec, int(n), None if epochs is None else int(epochs))
+    text = specs.resume_text(info.spec, int(n), None if epochs is None else int(epochs),
+                             study=study)
     checked = specs.validate(text)
     busy = probe.live or any(r.alive() and r.study == study for r in sel.runs)
     if checked.error:
