@@ -174,16 +174,16 @@ def build(cifar_zip: str, workdir: Path, hours: float | None, table: Path) -> No
     """
     from engine.search import run_search
 
+    if hours is not None:  # from the start: the set-up below counts too
+        timer = threading.Timer(3600 * hours, lambda: os.kill(os.getpid(), signal.SIGINT))
+        timer.daemon = True
+        timer.start()
     workdir.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{workdir / 'table.db'}"
     sizes = _predicted(cifar_zip)
     grid = configs()
     trained = [p for p in grid if sizes[_arch(p)][0] <= TRAIN_CAP_MB]
     saved = _saved_runs(table)
-    if hours is not None:
-        timer = threading.Timer(3600 * hours, lambda: os.kill(os.getpid(), signal.SIGINT))
-        timer.daemon = True
-        timer.start()
     for name, seed, todo in ((STUDY, 0, grid), (STUDY + "-seed1", 1, reseeded(trained))):
         todo = [p for p in todo if str(seed) not in saved.get(key(p), {})]
         n = sum(1 for p in todo if sizes[_arch(p)][0] <= TRAIN_CAP_MB)
