@@ -43,7 +43,6 @@ __all__ = [
     "TRIAL_WALL_TIME_S",
     "TRIAL_WEIGHTS",
     "TRIAL_DRIVER",
-    "TRIAL_REUSED_FROM",
 ]
 
 # Where studies live unless a spec or a command says otherwise (a file in the working folder).
@@ -104,7 +103,6 @@ TRIAL_CONSTRAINT_VIOLATIONS = "constraint_violations"  # list[float], <= 0 means
 TRIAL_WEIGHTS = "weights_artifact_id"
 TRIAL_TUNE_ID = "tune_trial_id"
 TRIAL_DRIVER = "driver_id"  # the driver (engine search process) that runs the trial
-TRIAL_REUSED_FROM = "reused_from"  # int: the trained trial whose result this one repeats
 # Logits of the trained model on a fixed probe input (see engine.export.probe_input), so an
 # exported checkpoint can prove it rebuilds exactly the model the trial trained.
 TRIAL_PROBE_LOGITS = "probe_logits"

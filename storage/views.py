@@ -92,10 +92,9 @@ def rows_of(snap: StudySnapshot) -> list[TrialRow]:
                 if isinstance(v, (int, float)) and math.isfinite(v)}
         pc = told.get("param_count", r.param_count)
         # A candidate rejected before training has no accuracy (its objective value is a
-        # placeholder for the sampler; a repeat of a trained one has that one's); an
-        # interrupted trial's numbers are those of an epoch it never finished the run of (its
-        # parameters run again), so none are shown.
-        no_result = (r.screened_out and r.reused_from is None) or r.interrupted
+        # placeholder for the sampler); an interrupted trial's numbers are those of an
+        # epoch it never finished the run of (its parameters run again), so none are shown.
+        no_result = r.screened_out or r.interrupted
         rows.append(TrialRow(
             number=r.number,
             state=r.state.name,

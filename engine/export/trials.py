@@ -54,9 +54,6 @@ def _why_unusable(r: TrialRecord) -> str | None:
     if r.state != TrialState.COMPLETE:
         reason = _first_line(r.reason)
         return f"is {r.state.name}" + (f" ({reason})" if reason else "")
-    if r.reused_from is not None:
-        return (f"repeats trial {r.reused_from} (the same candidate: its result was reused, "
-                f"not trained again); choose --trial {r.reused_from}")
     if r.screened_out:
         reason = _first_line(r.state_reason)
         return "was never trained: it is infeasible" + (f" ({reason})" if reason else "")

@@ -114,10 +114,6 @@ class OptunaBridge(Searcher):
                     return self._finish_or_wait(why, peers_running=state.running - len(self.live))
                 trial = self.record.ask(self.driver_id)
             cfg = self.space.suggest(trial)
-            twin = self.record.trained_twin(trial.params, self.space.canonical)
-            if twin is not None:  # a sampler that proposes a trained candidate again
-                self.record.reuse(trial, twin, cfg)
-                continue
             verdict = self.screen(cfg) if self.screen else Screening()
             pred = verdict.prediction
             self.record.candidate(trial, cfg, pred)

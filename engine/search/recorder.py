@@ -26,7 +26,7 @@ from engine.protocol import (
 )
 from engine.train.schedule import SGD
 from engine.trial import TrialConfig
-from storage import TrialRecord, optuna_api, read_trials, schema, write_trial
+from storage import optuna_api, schema, write_trial
 
 __all__ = ["TrialRecorder"]
 
@@ -72,31 +72,6 @@ class TrialRecorder:
     def screened_out(self, trial: optuna.Trial) -> None:
         """The candidate will not be trained (over a cap, or its model cannot be built)."""
         write_trial(self.study, optuna_api.trial_id(trial), trained=False)
-
-    def trained_twin(self, params: dict, canonical) -> TrialRecord | None:
-        """A COMPLETE trained trial of the study whose parameters train exactly like
-        ``params`` (compared after ``canonical`` folds the inert ones), or None."""
-        key = canonical(dict(params))
-        for r in read_trials(self.study, states=(TrialState.COMPLETE,)):
-            if r.counts_as_trained and r.values is not None and canonical(r.params) == key:
-                return r
-        return None
-
-    def reuse(self, trial: optuna.Trial, twin: TrialRecord, cfg: TrialConfig) -> None:
-        """Tell ``trial`` with its twin's result instead of training it again (training is
-        deterministic for a given config and seed): no epochs spent, not counted as trained."""
-        tid = optuna_api.trial_id(trial)
-        write_trial(self.study, tid, config=cfg.to_dict(), trained=False, reused_from=twin.number,
-                    val_accuracy=twin.val_accuracy,
-                    param_count=twin.param_count, peak_memory_mb=twin.peak_memory_mb,
-                    memory_method=twin.memory_method,
-                    state_reason=f"the same candidate as trial {twin.number}: its result is "
-                                 "reused, not trained again")
-        for key, value in twin.constraints.items():
-            trial.set_constraint(key, value)
-        self.study.tell(trial, values=list(twin.values))
-        self.progress(f"trial {trial.number} is trial {twin.number} again: its result reused, "
-                      "no epoch spent")
 
     def scheduled(self, trial: optuna.Trial, tune_trial_id: str) -> None:
         """The trial is handed to Ray Tune under ``tune_trial_id``."""

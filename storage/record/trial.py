@@ -63,8 +63,6 @@ class TrialRecord:
         tune_trial_id: Ray Tune's id of the trial.
         probe_logits: The trained model's logits on the fixed probe input.
         driver_id: The ``engine search`` process that runs it.
-        reused_from: The trained trial whose result this one repeats: a sampler proposed the
-            same candidate again, and it was not trained twice (``trained`` False).
     """
 
     number: int
@@ -97,7 +95,6 @@ class TrialRecord:
     tune_trial_id: str | None = None
     probe_logits: Any = None
     driver_id: str | None = None
-    reused_from: int | None = None
 
     @classmethod
     def read(cls, t: FrozenTrial) -> TrialRecord:
@@ -107,7 +104,7 @@ class TrialRecord:
         for name in ("val_accuracy", "peak_memory_mb", "wall_time_s", "run_started_at"):
             if name in got:
                 got[name] = _num(got[name])
-        for name in ("param_count", "epochs_run", "switched_at", "reused_from"):
+        for name in ("param_count", "epochs_run", "switched_at"):
             if name in got:
                 got[name] = _int(got[name])
         if "config" in got and not isinstance(got["config"], dict):
