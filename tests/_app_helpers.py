@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -186,3 +187,19 @@ CHART_DRAWN_JS = ("() => !!document.querySelector('[data-testid=stMain] .js-plot
 def wait_chart(pg, timeout_ms: float = 30_000) -> None:
     """Wait until the page shows a Plotly chart (see :data:`CHART_DRAWN_JS`)."""
     pg.wait_for_function(CHART_DRAWN_JS, timeout=timeout_ms)
+
+
+def app_test():
+    """The app (app/main.py) under Streamlit's AppTest, with a timeout long enough for a
+    loaded 2-core machine."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    return AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=90)
+
+
+# The marks of every real-browser test file: slow, and skipped only where chromium is missing.
+BROWSER_MARKS = [pytest.mark.slow,
+                 pytest.mark.skipif(shutil.which("chromium") is None,
+                                    reason="chromium is not installed (apt-get install chromium)")]

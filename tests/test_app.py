@@ -20,7 +20,7 @@ from app.common import escape_markdown, trial_colour
 from app.runs import Registry, SearchRun
 from app.specs import key_line, resume_text
 from storage import load_study, schema
-from tests._app_helpers import chart_spec, free_port, port_open, seed_study, wait_http
+from tests._app_helpers import app_test, chart_spec, free_port, port_open, seed_study, wait_http
 from tests.conftest import ROOT, descendants, tiny_spec_dict
 
 MAIN = str(ROOT / "app" / "main.py")
@@ -39,21 +39,13 @@ def two_studies(tmp_path, monkeypatch):
     return url
 
 
-def _app() -> AppTest:
-    return AppTest.from_file(MAIN, default_timeout=90)
-
-
-def _chart(at: AppTest, key: str) -> dict:
-    return chart_spec(at, key)
-
-
 def _sidebar(at: AppTest) -> tuple[str, str | None]:
     return at.sidebar.text_input[0].value, (at.sidebar.selectbox[0].value
                                             if at.sidebar.selectbox else None)
 
 
 def test_every_page_renders_a_seeded_study(two_studies):
-    at = _app().run()
+    at = app_test().run()
     for page in PAGES:
         at.switch_page(f"views/{page}.py").run()
         assert not at.exception, (page, at.exception)
@@ -63,7 +55,7 @@ def test_every_page_renders_a_seeded_study(two_studies):
     assert any("hypervolume_chart" in c for c in charts)
     assert any("parallel_chart" in c for c in charts)
     assert sum("importance_chart" in c for c in charts) == 2  # one per objective
-    hv = _chart(at, "hypervolume_chart")
+    hv = chart_spec(at, "hypervolume_chart")
     assert "reference point: val_accuracy = 0" in hv["layout"]["title"]["text"]
     assert "peak_memory_mb = 40 (the cap)" in hv["layout"]["title"]["text"]
     # Real trial numbers on the x axis: beta's feasible trained trials (trial 2 is over the cap).
@@ -71,7 +63,7 @@ def test_every_page_renders_a_seeded_study(two_studies):
 
 
 def test_page_switches_keep_the_storage_and_the_study(two_studies):
-    at = _app().run()
+    at = app_test().run()
     assert _sidebar(at) == (two_studies, "beta")
     at.sidebar.selectbox[0].select("alpha").run()
     alpha_trials = len(load_study(two_studies, "alpha").trials)
@@ -87,17 +79,17 @@ def test_page_switches_keep_the_storage_and_the_study(two_studies):
 
 
 def test_default_study_is_the_most_recently_active(two_studies):
-    at = _app().run()
+    at = app_test().run()
     assert _sidebar(at)[1] == "beta"  # not "alpha", the alphabetically first
     study = load_study(two_studies, "alpha")
     study.tell(study.ask(), values=[0.1, 1.0])  # alpha is active again
     time.sleep(1.1)
-    at = _app().run()  # a new session
+    at = app_test().run()  # a new session
     assert _sidebar(at)[1] == "alpha"
 
 
 def test_live_study_shows_progress_eta_and_the_running_trial(two_studies):
-    at = _app().run()  # beta: 4 of 8 trials, one running after epoch 1 of 3, driver ETA 125 s
+    at = app_test().run()  # beta: 4 of 8 trials, one running after epoch 1 of 3, driver ETA 125 s
     progress = at.sidebar.get("progress")[0].proto
     assert progress.text == "4 of 8 trials"
     assert progress.value == 50
@@ -108,7 +100,7 @@ def test_live_study_shows_progress_eta_and_the_running_trial(two_studies):
     running = table[table["state"] == "running"]
     assert list(running["epochs"]) == ["epoch 1/3"]
     at.switch_page("views/curves.py").run()
-    fig = _chart(at, "curves_chart")
+    fig = chart_spec(at, "curves_chart")
     names = [t["name"] for t in fig["data"]]
     assert any("running, epoch 1/3" in n for n in names), names
     line = next(t for t in fig["data"] if "running" in t["name"])
@@ -123,15 +115,15 @@ def test_live_study_shows_progress_eta_and_the_running_trial(two_studies):
     at.run()
     assert not any(c.value.startswith("Live") for c in at.sidebar.caption)
     assert at.sidebar.get("progress")[0].proto.text == "5 of 8 trials"
-    names = [t["name"] for t in _chart(at, "curves_chart")["data"]]
+    names = [t["name"] for t in chart_spec(at, "curves_chart")["data"]]
     assert not any("running" in n for n in names)
 
 
 def test_each_trial_keeps_one_colour_and_switch_markers_carry_it(two_studies):
     assert len({trial_colour(n) for n in range(1000)}) == 1000
-    at = _app().run()
+    at = app_test().run()
     at.sidebar.selectbox[0].select("alpha").run()
-    pareto = _chart(at, "pareto_chart")
+    pareto = chart_spec(at, "pareto_chart")
     colour_on_pareto = {}
     for tr in pareto["data"]:
         if tr.get("customdata"):  # a category's points (not its legend entry, not the front)
@@ -141,7 +133,7 @@ def test_each_trial_keeps_one_colour_and_switch_markers_carry_it(two_studies):
     at.switch_page("views/curves.py").run()
     trials = next(m for m in at.multiselect if m.label == "Trials")
     trials.set_value(sorted(colour_on_pareto)).run()
-    curves = _chart(at, "curves_chart")
+    curves = chart_spec(at, "curves_chart")
     switches = [t for t in curves["data"] if t["name"].endswith("switch")]
     assert switches
     for t in curves["data"]:
@@ -157,14 +149,14 @@ def test_each_trial_keeps_one_colour_and_switch_markers_carry_it(two_studies):
 
 
 def test_filters_and_axis_choice(two_studies):
-    at = _app().run()
+    at = app_test().run()
     at.sidebar.selectbox[0].select("alpha").run()
     fam = next(m for m in at.multiselect if m.label == "Families")
     fam.set_value(["cxv"]).run()
     table = at.dataframe[0].value
     assert set(table["family"]) == {"cxv"}
     next(s for s in at.selectbox if s.label == "x axis").set_value("parameters").run()
-    fig = _chart(at, "pareto_chart")
+    fig = chart_spec(at, "pareto_chart")
     assert fig["layout"]["xaxis"]["title"]["text"] == "parameters"
     xs = {x for t in fig["data"] for x in t["x"] if x is not None}
     assert xs <= {1500 * d for d in range(1, 5)}
@@ -177,7 +169,7 @@ def test_missing_sqlite_file_is_reported_not_created(tmp_path, monkeypatch):
     monkeypatch.setenv("WAVESEARCH_RUN_DIR", str(tmp_path / "runs"))
     missing = tmp_path / "nowhere" / "__init__" / "study.db"
     monkeypatch.setenv("WAVESEARCH_STORAGE", f"sqlite:///{missing}")
-    at = _app().run()
+    at = app_test().run()
     assert not at.exception
     assert "no database file at" in at.info[0].value
     assert "\\_\\_init\\_\\_" in at.info[0].value  # escaped: shown literally, not as bold
@@ -208,7 +200,7 @@ def test_export_is_keyed_by_storage_study_and_trial(finished_search, tmp_path, m
     seed_study(url, "zeta", n_done=4, over_cap=None)  # the same trial numbers, no weights
     monkeypatch.setenv("WAVESEARCH_STORAGE", url)
     monkeypatch.setenv("WAVESEARCH_RUN_DIR", str(tmp_path / "runs"))
-    at = _app().run()
+    at = app_test().run()
     at.sidebar.selectbox[0].select("e2e").run()
     at.switch_page("views/export.py").run()
     study = load_study(url, "e2e")
@@ -248,7 +240,7 @@ def test_export_is_keyed_by_storage_study_and_trial(finished_search, tmp_path, m
 
 
 def test_new_search_page_validates_like_engine_validate(two_studies, tmp_path):
-    at = _app().run()
+    at = app_test().run()
     at.switch_page("views/new_search.py").run()
     editor = next(t for t in at.text_area if t.label.startswith("Spec"))
     assert "study:" in editor.value  # a template to start from
@@ -297,7 +289,7 @@ def test_a_study_resumes_from_the_app_and_stops_like_ctrl_c(two_studies, tmp_pat
     study = seed_study(two_studies, "copied", n_done=2, n_trials=2)
     study.set_user_attr(schema.STUDY_SPEC, spec.model_dump(mode="json"))
     study.set_user_attr(schema.STUDY_SPEC_HASH, spec_hash(spec))
-    at = _app().run()
+    at = app_test().run()
     at.sidebar.selectbox[0].select("copied").run()
     at.switch_page("views/new_search.py").run()
     assert any("Resume study **copied**" in m.value for m in at.markdown)

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from app.runs_table import apply_filter, table
 from engine.spec import parse_spec, spec_hash
 from storage import front_2d, load_study, open_storage, schema, trial_rows
-from tests._app_helpers import chart_spec, seed_study
+from tests._app_helpers import app_test, chart_spec, seed_study
 from tests.conftest import ROOT, tiny_spec_dict
 
 MAIN = str(ROOT / "app" / "main.py")
@@ -47,20 +47,12 @@ def storage(tmp_path, monkeypatch):
     return url
 
 
-def _app() -> AppTest:
-    return AppTest.from_file(MAIN, default_timeout=90)
-
-
-def _chart(at: AppTest, key: str) -> dict:
-    return chart_spec(at, key)
-
-
 def _select(at: AppTest, study: str) -> AppTest:
     return at.sidebar.selectbox[0].select(study).run()
 
 
 def test_progress_counts_by_the_one_rule_in_the_sidebar_and_the_resume_tab(storage):
-    at = _select(_app().run(), "quick")
+    at = _select(app_test().run(), "quick")
     assert at.sidebar.get("progress")[0].proto.text == "12 of 12 trials"  # not 13, not 14
     at.switch_page("views/new_search.py").run()
     assert any(c.value.startswith("12 trials count towards the budget") for c in at.caption)
@@ -68,7 +60,7 @@ def test_progress_counts_by_the_one_rule_in_the_sidebar_and_the_resume_tab(stora
 
 
 def test_an_interrupted_trial_shows_no_result_and_says_why(storage):
-    at = _select(_app().run(), "quick")
+    at = _select(app_test().run(), "quick")
     frame = at.dataframe[0].value
     cut = frame[frame["trial"] == 13].iloc[0]
     assert cut["state"] == "interrupted" and pd.isna(cut["val_accuracy"])
@@ -81,7 +73,7 @@ def test_an_interrupted_trial_shows_no_result_and_says_why(storage):
 
 
 def test_a_link_carries_the_study_and_the_trial(storage):
-    at = _app()
+    at = app_test()
     at.query_params["study"] = "alpha"  # beta-like "most recent" would be quick
     at.query_params["trial"] = "3"
     at.run()
@@ -95,7 +87,7 @@ def test_a_link_carries_the_study_and_the_trial(storage):
 
 
 def test_the_trial_page_lists_every_recorded_attribute(storage):
-    at = _select(_app().run(), "alpha")
+    at = _select(app_test().run(), "alpha")
     at.switch_page("views/trial.py").run()
     fields = set(at.dataframe[2].value["field"])
     assert {"number", "state", "val_accuracy", "peak_memory_mb", "param_count", "epochs_run",
@@ -105,10 +97,10 @@ def test_the_trial_page_lists_every_recorded_attribute(storage):
 
 
 def test_stars_mark_the_front_of_the_axis_shown_and_the_zoom_is_kept(storage):
-    at = _select(_app().run(), "alpha")
+    at = _select(app_test().run(), "alpha")
     box = next(s for s in at.selectbox if s.label == "x axis")
     box.set_value("parameters").run()
-    fig = _chart(at, "pareto_chart")
+    fig = chart_spec(at, "pareto_chart")
     stars = {c[0] for t in fig["data"] if t.get("customdata") and t["marker"]["symbol"] == "star"
              for c in t["customdata"]}
     rows = trial_rows(load_study(storage, "alpha"))
@@ -122,7 +114,7 @@ def test_stars_mark_the_front_of_the_axis_shown_and_the_zoom_is_kept(storage):
     # Any numeric parameter, on a log scale if asked.
     next(s for s in at.selectbox if s.label == "x axis").set_value("wavemix.depth").run()
     next(t for t in at.toggle if t.label == "log scale").set_value(True).run()
-    fig = _chart(at, "pareto_chart")
+    fig = chart_spec(at, "pareto_chart")
     assert fig["layout"]["xaxis"]["type"] == "log"
     assert fig["layout"]["xaxis"]["title"]["text"] == "wavemix.depth"
 
@@ -137,14 +129,14 @@ def test_the_runs_table_filters_sorts_and_keeps_whole_numbers_whole(storage):
     assert set(kept["family"]) == {"cxv"} and (kept["val_accuracy"] > 0.5).all()
     _, problem = apply_filter(frame, "colour = red")
     assert "no column 'colour'" in problem
-    at = _select(_app().run(), "alpha")
+    at = _select(app_test().run(), "alpha")
     box = next(t for t in at.text_input if t.label == "Filter rows")
     box.input("family = wavemix").run()
     assert set(at.dataframe[0].value["family"]) == {"wavemix"}
 
 
 def test_compare_takes_more_than_two_trials_and_shows_plain_values(storage):
-    at = _select(_app().run(), "alpha")
+    at = _select(app_test().run(), "alpha")
     at.switch_page("views/compare.py").run()
     box = next(m for m in at.multiselect if m.label == "Trials")
     box.set_value([0, 1, 3]).run()
@@ -163,7 +155,7 @@ def test_before_the_first_epoch_no_empty_chart_and_no_eta(tmp_path, monkeypatch)
     study.ask()  # running, no epoch yet
     monkeypatch.setenv("WAVESEARCH_STORAGE", url)
     monkeypatch.setenv("WAVESEARCH_RUN_DIR", str(tmp_path / "runs"))
-    at = _app().run()
+    at = app_test().run()
     assert not at.get("plotly_chart") and not at.get("component_instance")
     assert "first point appears" in at.info[0].value
     captions = [c.value for c in at.sidebar.caption]
@@ -171,7 +163,7 @@ def test_before_the_first_epoch_no_empty_chart_and_no_eta(tmp_path, monkeypatch)
 
 
 def test_the_editor_shows_the_lines_its_error_cites(storage):
-    at = _app().run()
+    at = app_test().run()
     at.switch_page("views/new_search.py").run()
     editor = next(t for t in at.text_area if t.label.startswith("Spec"))
     bad = editor.value.replace("  lr: 0.003", "  lr: -1", 1)
@@ -186,7 +178,7 @@ def test_the_live_switch_stops_the_refresh(storage):
     study.set_user_attr(schema.DRIVER_PREFIX + "d", {
         "host": "h", "pid": 1, "started_at": now - 5, "heartbeat_at": now, "state": "running"})
     open_storage(storage)
-    at = _select(_app().run(), "quick")
+    at = _select(app_test().run(), "quick")
     assert any(c.value.startswith("Live: refreshing") for c in at.sidebar.caption)
     next(t for t in at.sidebar.toggle if t.label == "Live refresh").set_value(False).run()
     assert any(c.value.startswith("Live refresh is off") for c in at.sidebar.caption)

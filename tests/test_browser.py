@@ -23,6 +23,7 @@ import pytest
 from app.runs import session_pids
 from storage import load_study
 from tests._app_helpers import (
+    BROWSER_MARKS,
     CHROMIUM_ARGS,
     app_server,
     chromium_path,
@@ -33,9 +34,7 @@ from tests._app_helpers import (
 )
 from tests.conftest import descendants
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(chromium_path() is None,
-                                 reason="chromium is not installed (apt-get install chromium)")]
+pytestmark = BROWSER_MARKS
 
 PAGES = ["Pareto front", "Learning curves", "Search analysis", "Compare trials", "Trial",
          "Export", "New search"]

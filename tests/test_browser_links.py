@@ -20,6 +20,7 @@ import pytest
 
 from storage import DriverInfo, load_study, open_storage, schema, write_study
 from tests._app_helpers import (
+    BROWSER_MARKS,
     CHROMIUM_ARGS,
     app_server,
     chromium_path,
@@ -29,9 +30,7 @@ from tests._app_helpers import (
 )
 from tests.conftest import ROOT
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(chromium_path() is None,
-                                 reason="chromium is not installed (apt-get install chromium)")]
+pytestmark = BROWSER_MARKS
 
 
 
